@@ -1,0 +1,106 @@
+//! The front door of the processor: accept an event durably, then wake the processor.
+//!
+//! Durability is batched (group commit): every caller waits for a flush that started after its
+//! write, and one flush serves every write that arrived while the previous one ran.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::metrics::{KindLabel, Metrics};
+use crate::store::{Acceptance, InboxEvent, Store, StoreError};
+
+type FlushWaiter = oneshot::Sender<Result<(), String>>;
+
+/// Batches flush requests: while one flush runs, the requests that arrive wait for the next.
+#[derive(Clone)]
+pub struct GroupCommit {
+    requests: mpsc::UnboundedSender<FlushWaiter>,
+}
+
+impl GroupCommit {
+    pub fn start(store: Arc<dyn Store>) -> GroupCommit {
+        let (requests, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    waiters.push(more);
+                }
+                let store = store.clone();
+                let result = tokio::task::spawn_blocking(move || store.flush())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        GroupCommit { requests }
+    }
+
+    /// Returns once every write made before the call is on disk.
+    pub async fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(tx).map_err(|_| "the flusher has stopped".to_string())?;
+        rx.await.map_err(|_| "the flusher has stopped".to_string())?
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot make the event durable: {0}")]
+    Flush(String),
+}
+
+/// How long dedupe keys are remembered. Slack retries for about an hour; redeliveries after a
+/// day are treated as new events.
+pub const DEDUPE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Ingress's handle on the inbox.
+#[derive(Clone)]
+pub struct Inbox {
+    store: Arc<dyn Store>,
+    commit: GroupCommit,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+impl Inbox {
+    pub fn new(store: Arc<dyn Store>, commit: GroupCommit, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Inbox {
+        Inbox { store, commit, wake, metrics }
+    }
+
+    /// Stores the event (refusing a duplicate `dedupe_key`), waits until it is on disk, and wakes
+    /// the processor. When this returns `Accepted`, the event will be processed even after a crash.
+    pub async fn accept(
+        &self,
+        event: InboxEvent,
+        dedupe_key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Acceptance, AcceptError> {
+        let kind = KindLabel { kind: event.kind().to_string() };
+        let store = self.store.clone();
+        let key = dedupe_key.map(str::to_string);
+        let acceptance = tokio::task::spawn_blocking(move || {
+            store.accept_event(&event, key.as_deref().map(|k| (k, now + DEDUPE_WINDOW)))
+        })
+        .await
+        .map_err(|e| AcceptError::Flush(e.to_string()))??;
+        match acceptance {
+            Acceptance::Accepted(_) => {
+                self.commit.flush().await.map_err(AcceptError::Flush)?;
+                self.metrics.events_accepted.get_or_create(&kind).inc();
+                self.wake.notify_one();
+            }
+            Acceptance::Duplicate => {
+                self.metrics.events_duplicate.get_or_create(&kind).inc();
+            }
+        }
+        Ok(acceptance)
+    }
+}

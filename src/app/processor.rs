@@ -1,0 +1,388 @@
+//! The serial processor: the one place state changes.
+//!
+//! It takes the oldest event from the inbox, loads the incident it concerns, asks the domain to
+//! `decide`, and writes the new state, the Slack calls and the consumption of the event in one
+//! transaction. Timer ticks go through the same loop, so nothing races.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::clock::Clock;
+use super::inbox::GroupCommit;
+use super::metrics::Metrics;
+use super::render;
+use crate::domain::decide::{Context, Event, Outcome, State, decide};
+use crate::domain::ids::IncidentId;
+use crate::domain::incident::Incident;
+use crate::policy::Policy;
+use crate::store::{Commit, InboxEvent, InboxSeq, Origin, OutboxEntry, Store, StoreError};
+
+/// What handling one inbox event came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    pub seq: InboxSeq,
+    /// `changed`, `ignored`, `refused` or `failed`.
+    pub outcome: &'static str,
+    pub incident: Option<IncidentId>,
+    pub detail: String,
+}
+
+/// The domain event the processor derives from one inbox event, with where answers go.
+pub struct Derived {
+    pub event: Event,
+    pub incident: Option<IncidentId>,
+    pub origin: Origin,
+}
+
+/// Turns the inbox's raw Slack and webhook events into domain events. Provided by the Slack and
+/// alert-source layers; the processor stays ignorant of wire formats.
+pub trait Interpreter: Send + 'static {
+    /// The domain event for a raw event, or a reason to ignore it.
+    fn interpret(&mut self, event: &InboxEvent, store: &dyn Store, now: DateTime<Utc>) -> Interpretation;
+}
+
+pub enum Interpretation {
+    Event(Box<Derived>),
+    /// Nothing to do; the reason is logged.
+    Ignore(String),
+    /// The person who sent it gets this answer, nothing else happens.
+    Answer {
+        origin: Origin,
+        text: String,
+    },
+    /// Calls to make directly (help texts, lists) without changing any incident.
+    Calls(Vec<OutboxEntry>),
+}
+
+/// Interprets nothing: for tools and tests that only feed domain events.
+pub struct DomainOnly;
+
+impl Interpreter for DomainOnly {
+    fn interpret(&mut self, event: &InboxEvent, _store: &dyn Store, _now: DateTime<Utc>) -> Interpretation {
+        Interpretation::Ignore(format!("{} events are not handled by this processor", event.kind()))
+    }
+}
+
+pub struct Processor {
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    interpreter: Box<dyn Interpreter>,
+    /// Next deadline of every open incident that has one.
+    deadlines: BTreeMap<IncidentId, DateTime<Utc>>,
+}
+
+impl Processor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<Policy>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        interpreter: Box<dyn Interpreter>,
+    ) -> Result<Processor, StoreError> {
+        let deadlines =
+            store.open_incidents()?.into_iter().filter_map(|i| i.deadlines.next().map(|t| (i.id, t))).collect();
+        Ok(Processor { store, policy, clock, metrics, interpreter, deadlines })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Handles the oldest inbox event. `None` when the inbox is empty.
+    pub fn step(&mut self) -> Result<Option<Handled>, StoreError> {
+        let Some((seq, event)) = self.store.next_inbox_event()? else { return Ok(None) };
+        let span = info_span!("event", seq, kind = event.kind());
+        let _enter = span.enter();
+        let now = self.clock.now();
+        let handled = match event {
+            InboxEvent::Domain { event, incident, origin } => {
+                self.apply(seq, Derived { event: *event, incident, origin }, now)?
+            }
+            InboxEvent::Delivered { incident, key, channel, ts } => {
+                self.record_delivery(seq, incident, &key.0, channel, ts)?
+            }
+            other => {
+                let interpretation = self.interpreter.interpret(&other, self.store.as_ref(), now);
+                match interpretation {
+                    Interpretation::Event(derived) => self.apply(seq, *derived, now)?,
+                    Interpretation::Ignore(reason) => {
+                        self.store.commit(Commit { consumed: Some(seq), ..Commit::default() })?;
+                        self.done(seq, "ignored", None, reason)
+                    }
+                    Interpretation::Answer { origin, text } => {
+                        let outbox = render::answer(&origin, &text)
+                            .map(|op| OutboxEntry { incident: None, op, created_at: now })
+                            .into_iter()
+                            .collect();
+                        self.store.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
+                        self.done(seq, "refused", None, text)
+                    }
+                    Interpretation::Calls(outbox) => {
+                        self.store.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
+                        self.done(seq, "answered", None, String::new())
+                    }
+                }
+            }
+        };
+        Ok(Some(handled))
+    }
+
+    fn done(&self, seq: InboxSeq, outcome: &'static str, incident: Option<IncidentId>, detail: String) -> Handled {
+        self.metrics.processed(outcome);
+        info!(outcome, incident = incident.map(|i| i.to_string()), detail = detail.as_str(), "handled");
+        Handled { seq, outcome, incident, detail }
+    }
+
+    fn apply(&mut self, seq: InboxSeq, d: Derived, now: DateTime<Utc>) -> Result<Handled, StoreError> {
+        let consumed = Some(seq);
+        let Derived { event, incident: target, origin } = d;
+        let existing: Option<Incident> = match (&event, target) {
+            (Event::Alert(a) | Event::OpenFromAlert { alert: a, .. }, _) => {
+                self.store.find_open_incident_by_fingerprint(&a.fingerprint)?
+            }
+            (Event::Declare { .. }, _) => None,
+            (_, Some(id)) => match self.store.get_incident(id)? {
+                Some(i) => Some(i),
+                None => {
+                    let text = format!("{id} does not exist. `/incident list` shows the open incidents.");
+                    return self.refuse(seq, consumed, &origin, text, now);
+                }
+            },
+            (_, None) => {
+                let text = "Which incident? Add its id (e.g. `INC-3`), or run the command in the incident's thread."
+                    .to_string();
+                return self.refuse(seq, consumed, &origin, text, now);
+            }
+        };
+        let next_id = self.store.next_incident_id()?;
+        let state = match &existing {
+            Some(i) => State::Existing(i),
+            None => State::New { id: next_id },
+        };
+        let ctx = Context { now, policy: &self.policy };
+        let decision = std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, &event, ctx)));
+        match decision {
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                warn!(panic = what.as_str(), "decide panicked; the event is kept as a dead letter");
+                let reason = format!("decide panicked: {what}");
+                self.store.commit(Commit { consumed, dead_letter: Some(reason.clone()), ..Commit::default() })?;
+                Ok(self.done(seq, "failed", existing.map(|i| i.id), reason))
+            }
+            Ok(Err(refusal)) => self.refuse(seq, consumed, &origin, refusal.to_string(), now),
+            Ok(Ok(Outcome::Ignored { reason })) => {
+                self.store.commit(Commit { consumed, ..Commit::default() })?;
+                Ok(self.done(seq, "ignored", existing.map(|i| i.id), reason))
+            }
+            Ok(Ok(Outcome::Changed { incident, effects })) => {
+                let is_new = existing.is_none();
+                let outbox = render::outbox_entries(&incident, is_new, &effects, &origin, now);
+                let id = incident.id;
+                match incident.deadlines.next().filter(|_| incident.is_open()) {
+                    Some(t) => self.deadlines.insert(id, t),
+                    None => self.deadlines.remove(&id),
+                };
+                self.store.commit(Commit { consumed, incident: Some(*incident), outbox, dead_letter: None })?;
+                if is_new {
+                    self.metrics.incidents_opened.inc();
+                }
+                Ok(self.done(seq, "changed", Some(id), if is_new { "opened".into() } else { String::new() }))
+            }
+        }
+    }
+
+    fn refuse(
+        &self,
+        seq: InboxSeq,
+        consumed: Option<InboxSeq>,
+        origin: &Origin,
+        text: String,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, StoreError> {
+        let outbox = render::answer(origin, &text)
+            .map(|op| OutboxEntry { incident: None, op, created_at: now })
+            .into_iter()
+            .collect();
+        self.store.commit(Commit { consumed, outbox, ..Commit::default() })?;
+        Ok(self.done(seq, "refused", None, text))
+    }
+
+    /// Egress reports the ts of a message the incident needs to know (its thread root, header or
+    /// dedicated channel).
+    fn record_delivery(
+        &mut self,
+        seq: InboxSeq,
+        id: IncidentId,
+        key: &str,
+        channel: crate::domain::ids::ChannelId,
+        ts: String,
+    ) -> Result<Handled, StoreError> {
+        let Some(mut incident) = self.store.get_incident(id)? else {
+            self.store.commit(Commit { consumed: Some(seq), ..Commit::default() })?;
+            return Ok(self.done(seq, "ignored", Some(id), "delivery for an unknown incident".into()));
+        };
+        let what = key.rsplit('/').next().unwrap_or_default();
+        match what {
+            "root" => {
+                incident.slack.channel = Some(channel);
+                incident.slack.thread_ts = Some(ts);
+            }
+            "header" => incident.slack.header_ts = Some(ts),
+            "channel" => incident.slack.incident_channel = Some(channel),
+            _ => {}
+        }
+        self.store.commit(Commit { consumed: Some(seq), incident: Some(incident), ..Commit::default() })?;
+        Ok(self.done(seq, "changed", Some(id), format!("delivered {what}")))
+    }
+
+    /// Runs the timers of every incident whose next deadline has passed. Returns how many changed.
+    pub fn tick(&mut self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let due: Vec<IncidentId> = self.deadlines.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
+        let mut changed = 0;
+        for id in due {
+            let Some(incident) = self.store.get_incident(id)? else {
+                self.deadlines.remove(&id);
+                continue;
+            };
+            let span = info_span!("tick", incident = %id);
+            let _enter = span.enter();
+            let ctx = Context { now, policy: &self.policy };
+            let decision =
+                std::panic::catch_unwind(AssertUnwindSafe(|| decide(State::Existing(&incident), &Event::Tick, ctx)));
+            match decision.unwrap_or_else(|_| Ok(Outcome::Ignored { reason: "timer handling panicked".into() })) {
+                Ok(Outcome::Changed { incident: updated, effects }) => {
+                    let outbox = render::outbox_entries(&updated, false, &effects, &Origin::default(), now);
+                    match updated.deadlines.next().filter(|_| updated.is_open()) {
+                        Some(t) => self.deadlines.insert(id, t),
+                        None => self.deadlines.remove(&id),
+                    };
+                    self.store.commit(Commit { incident: Some(*updated), outbox, ..Commit::default() })?;
+                    changed += 1;
+                }
+                Ok(Outcome::Ignored { .. }) | Err(_) => {
+                    match incident.deadlines.next().filter(|t| *t > now && incident.is_open()) {
+                        Some(t) => self.deadlines.insert(id, t),
+                        None => self.deadlines.remove(&id),
+                    };
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The earliest pending deadline, so the runner can sleep until it.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.deadlines.values().min().copied()
+    }
+}
+
+/// Signals for the processor's task.
+pub struct ProcessorLinks {
+    /// Ingress notifies this after accepting an event.
+    pub wake: Arc<Notify>,
+    /// Notified after each batch's effects are durable, for egress.
+    pub egress: Arc<Notify>,
+    pub commit: GroupCommit,
+    /// Counts handled inbox events; tests wait on it instead of sleeping.
+    pub handled: watch::Sender<u64>,
+    pub shutdown: CancellationToken,
+    /// How often timers are checked.
+    pub tick_every: std::time::Duration,
+    /// Ticks requested by hand (tests, the demo's fast clock).
+    pub tick_now: Arc<Notify>,
+}
+
+/// Events handled per batch before the batch's writes are flushed and handed to egress.
+const BATCH: usize = 64;
+
+/// Runs the processor until shutdown: drains the inbox in batches (one flush per batch), checks
+/// timers on every tick, and finishes the batch in hand before stopping.
+pub async fn run(mut processor: Processor, links: ProcessorLinks) {
+    let mut interval = tokio::time::interval(links.tick_every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (p, handled, ticked) = tokio::task::spawn_blocking(move || {
+            let mut handled = 0u64;
+            let mut result = Ok(());
+            while handled < BATCH as u64 {
+                match processor.step() {
+                    Ok(Some(_)) => handled += 1,
+                    Ok(None) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            (processor, handled, result)
+        })
+        .instrument(info_span!("batch"))
+        .await
+        .expect("the processor thread does not panic: decide panics are caught");
+        processor = p;
+        if let Err(e) = ticked {
+            warn!(error = %e, "storage error while processing; retrying shortly");
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                _ = links.shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        if handled > 0 {
+            if let Err(e) = links.commit.flush().await {
+                warn!(error = e.as_str(), "cannot flush processed events");
+            }
+            links.handled.send_modify(|n| *n += handled);
+            links.egress.notify_one();
+            if handled == BATCH as u64 {
+                continue;
+            }
+        }
+        if links.shutdown.is_cancelled() {
+            break;
+        }
+        tokio::select! {
+            _ = links.wake.notified() => {}
+            _ = interval.tick() => processor = run_tick(processor, &links).await,
+            _ = links.tick_now.notified() => processor = run_tick(processor, &links).await,
+            _ = links.shutdown.cancelled() => {}
+        }
+    }
+    if let Err(e) = links.commit.flush().await {
+        warn!(error = e.as_str(), "final flush failed");
+    }
+    info!("processor stopped");
+}
+
+async fn run_tick(mut processor: Processor, links: &ProcessorLinks) -> Processor {
+    let (p, changed) = tokio::task::spawn_blocking(move || {
+        let changed = processor.tick();
+        (processor, changed)
+    })
+    .await
+    .expect("timer handling does not panic");
+    match changed {
+        Ok(0) => {}
+        Ok(n) => {
+            let _ = links.commit.flush().await;
+            links.egress.notify_one();
+            info!(incidents = n, "timers fired");
+        }
+        Err(e) => warn!(error = %e, "storage error while running timers"),
+    }
+    links.handled.send_modify(|_| {});
+    p
+}

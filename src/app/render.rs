@@ -1,0 +1,148 @@
+//! Turns the domain's effects into the Slack calls the outbox holds.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::decide::Effect;
+use crate::domain::incident::Incident;
+use crate::domain::messages::{self, Message};
+use crate::domain::postmortem::postmortem_markdown;
+use crate::store::{ChannelRef, MessageKey, Origin, OutboxEntry, SlackOp, ThreadRef};
+
+/// Message keys of an incident's own messages.
+pub fn root_key(incident: &Incident) -> MessageKey {
+    MessageKey::for_incident(incident.id, "root")
+}
+
+pub fn header_key(incident: &Incident) -> MessageKey {
+    MessageKey::for_incident(incident.id, "header")
+}
+
+pub fn channel_key(incident: &Incident) -> MessageKey {
+    MessageKey::for_incident(incident.id, "channel")
+}
+
+/// The thread parent: the alert message, or the root the bot posted (by key until its ts is known).
+pub fn thread_of(incident: &Incident) -> ThreadRef {
+    match &incident.slack.thread_ts {
+        Some(ts) => ThreadRef::Ts(ts.clone()),
+        None => ThreadRef::Message(root_key(incident)),
+    }
+}
+
+/// Slack channel names: lower case, digits, `-` and `_`, at most 80 characters.
+pub fn incident_channel_name(incident: &Incident) -> String {
+    let mut slug = String::new();
+    for c in incident.title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let prefix = format!("inc-{}-", incident.id.number());
+    let room = 80 - prefix.len();
+    let slug: String = slug.trim_end_matches('-').chars().take(room.min(40)).collect();
+    format!("{prefix}{}", slug.trim_end_matches('-'))
+}
+
+/// The calls for one decision. `is_new` says whether the incident was opened by it (the header is
+/// then posted rather than edited).
+pub fn outbox_entries(
+    incident: &Incident,
+    is_new: bool,
+    effects: &[Effect],
+    origin: &Origin,
+    now: DateTime<Utc>,
+) -> Vec<OutboxEntry> {
+    let Some(channel) = incident.slack.channel.clone() else {
+        tracing::warn!(incident = %incident.id, "incident has no Slack channel; its messages are not sent");
+        return answers_only(incident, effects, origin, now);
+    };
+    let entry = |op: SlackOp| OutboxEntry { incident: Some(incident.id), op, created_at: now };
+    let thread = thread_of(incident);
+    let mut out = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::PostRoot => out.push(entry(SlackOp::PostMessage {
+                channel: ChannelRef::Id(channel.clone()),
+                thread: None,
+                message: messages::incident_root_message(incident, &source_label(incident)),
+                key: Some(root_key(incident)),
+            })),
+            Effect::SyncHeader => {
+                let message = messages::header_message(incident);
+                out.push(entry(if is_new {
+                    SlackOp::PostMessage {
+                        channel: ChannelRef::Id(channel.clone()),
+                        thread: Some(thread.clone()),
+                        message,
+                        key: Some(header_key(incident)),
+                    }
+                } else {
+                    SlackOp::UpdateMessage { key: header_key(incident), message }
+                }));
+            }
+            Effect::Reply(text) => out.push(entry(SlackOp::PostMessage {
+                channel: ChannelRef::Id(channel.clone()),
+                thread: Some(thread.clone()),
+                message: Message::text(text.clone()),
+                key: None,
+            })),
+            Effect::React { channel, ts, emoji } => {
+                out.push(entry(SlackOp::AddReaction { channel: channel.clone(), ts: ts.clone(), emoji: emoji.clone() }))
+            }
+            Effect::Answer(text) => out.extend(answer(origin, text).map(entry)),
+            Effect::CreateIncidentChannel => {
+                let invite = [&incident.commander, &incident.investigator].into_iter().flatten().cloned().collect();
+                out.push(entry(SlackOp::CreateChannel {
+                    key: channel_key(incident),
+                    name: incident_channel_name(incident),
+                    invite,
+                    purpose: format!("{} · {} · {}", incident.id, incident.severity, incident.title),
+                }));
+            }
+            Effect::PostPostmortem => out.push(entry(SlackOp::PostMessage {
+                channel: ChannelRef::Id(channel.clone()),
+                thread: Some(thread.clone()),
+                message: Message::text(postmortem_markdown(incident)),
+                key: Some(MessageKey::for_incident(incident.id, "postmortem")),
+            })),
+        }
+    }
+    out
+}
+
+fn answers_only(incident: &Incident, effects: &[Effect], origin: &Origin, now: DateTime<Utc>) -> Vec<OutboxEntry> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Answer(text) => answer(origin, text),
+            _ => None,
+        })
+        .map(|op| OutboxEntry { incident: Some(incident.id), op, created_at: now })
+        .collect()
+}
+
+fn source_label(incident: &Incident) -> String {
+    incident.alerts.as_ref().map(|a| a.source.label().to_string()).unwrap_or_else(|| "declared".into())
+}
+
+/// A private answer to whoever caused the event: through the slash command's response URL, or as
+/// an ephemeral message where they acted.
+pub fn answer(origin: &Origin, text: &str) -> Option<SlackOp> {
+    if let Some(url) = &origin.response_url {
+        return Some(SlackOp::Respond { url: url.clone(), text: text.to_string() });
+    }
+    match (&origin.channel, &origin.user) {
+        (Some(channel), Some(user)) => Some(SlackOp::PostEphemeral {
+            channel: channel.clone(),
+            user: user.clone(),
+            thread_ts: origin.thread_ts.clone(),
+            text: text.to_string(),
+        }),
+        _ => {
+            tracing::info!(answer = text, "no one to answer (the event has no user or channel)");
+            None
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The HTTP surface: health, metrics, and (from the Slack and webhook layers) the ingress routes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::metrics::Metrics;
+use crate::store::Store;
+
+/// What the health and metrics routes read.
+#[derive(Clone)]
+pub struct OpsState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn ops_routes(state: OpsState) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+}
+
+/// 200 with queue depths while the store answers; 503 when it does not.
+async fn healthz(State(state): State<OpsState>) -> Response {
+    let store = state.store.clone();
+    let depths = tokio::task::spawn_blocking(move || {
+        let open = store.open_incidents()?.len();
+        let outbox = store.pending_outbox()?.len();
+        Ok::<_, crate::store::StoreError>((store.inbox_len(), outbox, open))
+    })
+    .await;
+    match depths {
+        Ok(Ok((inbox, outbox, open))) => {
+            state.metrics.inbox_depth.set(inbox as i64);
+            state.metrics.outbox_depth.set(outbox as i64);
+            Json(json!({"status": "ok", "inbox": inbox, "outbox": outbox, "open_incidents": open})).into_response()
+        }
+        Ok(Err(e)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "error": e.to_string()}))).into_response()
+        }
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "error": e.to_string()}))).into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<OpsState>) -> Response {
+    state.metrics.inbox_depth.set(state.store.inbox_len() as i64);
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+        .into_response()
+}

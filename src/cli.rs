@@ -1,0 +1,203 @@
+//! Command-line interface: `serve`, `check-config`, and the tools built on the same parts.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::app::clock::SystemClock;
+use crate::app::processor::DomainOnly;
+use crate::app::{RunningApp, Settings};
+use crate::policy::{ConfigErrors, Policy};
+
+/// Exit code for a bad policy file or bad input, like `promtool check config`.
+pub const EXIT_INVALID: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "incident-commander", version, about = "On-call incident commander for Slack")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bot.
+    Serve(ServeArgs),
+    /// Validate a policy file and show who is on call; exits 2 listing every problem.
+    CheckConfig {
+        /// The policy file (TOML).
+        file: PathBuf,
+        /// Show the on-call people at this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<DateTime<Utc>>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The policy file (TOML).
+    #[arg(long, env = "INCIDENT_COMMANDER_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Where the database lives.
+    #[arg(long, env = "INCIDENT_COMMANDER_DATA", value_name = "DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Address for the HTTP server (health, metrics, Slack HTTP mode, webhooks).
+    #[arg(long, env = "LISTEN_ADDR", value_name = "ADDR", default_value = "0.0.0.0:3000")]
+    pub listen: SocketAddr,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file, at } => check_config(&file, at.unwrap_or_else(Utc::now)),
+        Command::Serve(args) => {
+            init_tracing();
+            install_crypto_provider();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            let result = runtime.context("cannot start the async runtime").and_then(|rt| rt.block_on(serve(args)));
+            match result {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// slack-morphism and reqwest share rustls; exactly one crypto provider must be installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Human-readable logs on a terminal, JSON lines otherwise. `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        let _ = builder.try_init();
+    } else {
+        let _ = builder.json().flatten_event(true).with_current_span(true).try_init();
+    }
+}
+
+/// Reads and validates a policy file; problems come back one per line.
+pub fn load_policy(path: &Path) -> Result<Policy, Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+    Policy::parse(&text).map_err(|ConfigErrors(errors)| errors.iter().map(|e| e.to_string()).collect())
+}
+
+fn check_config(path: &Path, at: DateTime<Utc>) -> ExitCode {
+    match load_policy(path) {
+        Ok(policy) => {
+            print!("{}", policy_summary(&policy, path, at));
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "{}: {} problem{} found",
+                path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// What `check-config` prints for a valid file.
+pub fn policy_summary(policy: &Policy, path: &Path, at: DateTime<Utc>) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let list = |items: Vec<String>| if items.is_empty() { "none".to_string() } else { items.join(", ") };
+    let _ = writeln!(out, "{}: OK", path.display());
+    let _ =
+        writeln!(out, "alert channels: {}", list(policy.slack.alert_channels.iter().map(|c| c.to_string()).collect()));
+    let mut bots = vec!["Datadog's app".to_string()];
+    bots.extend(policy.slack.alert_bots.iter().map(|b| b.to_string()));
+    let _ = writeln!(out, "alert bots: {}", bots.join(", "));
+    let _ = writeln!(out, "teams: {} (default: {})", policy.teams.len(), policy.default_team().name);
+    for team in &policy.teams {
+        let matchers: Vec<String> = team.matchers.iter().map(|m| m.pattern().to_string()).collect();
+        let _ = writeln!(out, "  {}: channel {}, match {}", team.name, team.channel, list(matchers));
+        let shift = team.rotation.shift_at(at);
+        let tz = team.rotation.time_zone();
+        let until = shift.ends_at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z");
+        let next = shift.next.map(|n| n.to_string()).unwrap_or_else(|| "nobody (one-member rotation)".into());
+        let _ = writeln!(
+            out,
+            "    on call at {}: {} (commander) until {until}; next: {next} (investigator)",
+            at.format("%Y-%m-%d %H:%M UTC"),
+            shift.primary
+        );
+    }
+    let _ = writeln!(
+        out,
+        "severity rules: {} (default SEV{})",
+        policy.severity.rules.len(),
+        policy.severity.default.level()
+    );
+    out
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let policy = match load_policy(&args.config) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("{}: {} problem(s); the bot did not start", args.config.display(), problems.len());
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let settings = Settings {
+        policy,
+        data_dir: args.data_dir,
+        listen: args.listen,
+        clock: Arc::new(SystemClock),
+        tick_every: Duration::from_secs(1),
+    };
+    let app = RunningApp::start(settings, Box::new(DomainOnly)).await?;
+    tracing::info!(addr = %app.addr, "incident-commander is running");
+    wait_for_signal().await;
+    tracing::info!("stopping: finishing the event in hand");
+    app.shutdown().await?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,583 @@
+//! `decide`: given an incident's state, one event, the time and the policy, what changes and what
+//! the bot says. Pure: the app shell loads state, calls this, and persists the result with its
+//! effects in one step.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::alert::{Alert, SlackMessageRef, Transition};
+use super::ids::{ChannelId, IncidentId, Severity, UserId};
+use super::incident::{
+    Actor, AlertTrack, Deadlines, EntryKind, Incident, Role, RootCause, SeveritySetBy, SlackLocation, Status,
+    TransitionError,
+};
+use super::messages;
+use super::severity::{Assessment, SeverityInput, assess};
+use crate::policy::Policy;
+
+/// Something that happened, as the domain sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// An alert arrived from any source.
+    Alert(Alert),
+    /// A person declared an incident by hand.
+    Declare {
+        by: UserId,
+        title: String,
+        severity: Option<Severity>,
+        team: Option<String>,
+        /// Where the command was typed, if the bot can post there.
+        channel: Option<ChannelId>,
+    },
+    /// A person acted on an existing incident.
+    Act { by: UserId, action: Action },
+    /// Time passed: deadlines may be due.
+    Tick,
+    /// A reaction on an alert message asked to open an incident from it.
+    OpenFromAlert { by: UserId, alert: Alert },
+}
+
+/// What a person can do to an incident, however they asked (command, button, reaction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Acknowledge,
+    SetSeverity {
+        severity: Severity,
+        reason: Option<String>,
+    },
+    /// Accept the rules' suggestion (the suggestion button).
+    AcceptSuggestedSeverity {
+        severity: Severity,
+    },
+    /// `user: None` claims the role for the actor; `take_over` allows replacing a holder.
+    Claim {
+        role: Role,
+        user: Option<UserId>,
+        take_over: bool,
+    },
+    Status {
+        text: String,
+    },
+    Mitigated {
+        note: Option<String>,
+    },
+    RootCause {
+        text: String,
+    },
+    Resolve {
+        summary: Option<String>,
+    },
+    Reopen,
+    Note {
+        text: String,
+    },
+    /// A message in the thread was pinned to the timeline (reaction).
+    Pin {
+        text: String,
+        author: Option<UserId>,
+    },
+}
+
+impl Action {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Acknowledge => "ack",
+            Action::SetSeverity { .. } => "sev",
+            Action::AcceptSuggestedSeverity { .. } => "accept_severity",
+            Action::Claim { role: Role::Commander, .. } => "commander",
+            Action::Claim { role: Role::Investigator, .. } => "investigator",
+            Action::Status { .. } => "status",
+            Action::Mitigated { .. } => "mitigated",
+            Action::RootCause { .. } => "rootcause",
+            Action::Resolve { .. } => "resolve",
+            Action::Reopen => "reopen",
+            Action::Note { .. } => "note",
+            Action::Pin { .. } => "pin",
+        }
+    }
+}
+
+/// What the bot does because of a decision, relative to the incident decided on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Post the root message that parents the incident thread (incidents not from a Slack message).
+    PostRoot,
+    /// Post the header as the thread's first reply, or edit it in place if it exists.
+    SyncHeader,
+    /// A message in the incident thread (and the incident channel, if there is one).
+    Reply(String),
+    /// A reaction by the bot on a message.
+    React { channel: ChannelId, ts: String, emoji: String },
+    /// A private answer to the person who caused the event.
+    Answer(String),
+    /// Create the dedicated incident channel and invite the role holders.
+    CreateIncidentChannel,
+    /// Post the postmortem draft in the thread.
+    PostPostmortem,
+}
+
+/// The result of a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The incident (new or existing) changed; persist it and carry out the effects.
+    Changed { incident: Box<Incident>, effects: Vec<Effect> },
+    /// Nothing to do, and why (shown by `simulate`, logged by the bot).
+    Ignored { reason: String },
+}
+
+/// The incident an event is about, as the processor found it.
+#[derive(Debug, Clone, Copy)]
+pub enum State<'a> {
+    /// No incident yet: one opened by this event gets `id`.
+    New {
+        id: IncidentId,
+    },
+    Existing(&'a Incident),
+}
+
+/// The clock reading and the policy, shared by every decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub now: DateTime<Utc>,
+    pub policy: &'a Policy,
+}
+
+/// Decides one event. Refusals come back as [`TransitionError`]s whose text tells the person what
+/// to do instead.
+pub fn decide(state: State<'_>, event: &Event, ctx: Context<'_>) -> Result<Outcome, TransitionError> {
+    match (state, event) {
+        (State::New { id }, Event::Alert(alert)) => Ok(open_from_alert(id, alert, None, ctx)),
+        (State::New { id }, Event::OpenFromAlert { by, alert }) => Ok(open_from_alert(id, alert, Some(by), ctx)),
+        (State::Existing(incident), Event::Alert(alert) | Event::OpenFromAlert { alert, .. }) => {
+            Ok(fold_alert(incident, alert, ctx))
+        }
+        (State::New { id }, Event::Declare { by, title, severity, team, channel }) => {
+            Ok(declare(id, by, title, *severity, team.as_deref(), channel.as_ref(), ctx))
+        }
+        (State::Existing(incident), Event::Declare { .. }) => Ok(Outcome::Ignored {
+            reason: format!("{} already exists; a declaration always opens a new incident", incident.id),
+        }),
+        (State::Existing(incident), Event::Act { by, action }) => act(incident, by, action, ctx),
+        (State::New { .. }, Event::Act { .. }) => Ok(Outcome::Ignored { reason: "no such incident".into() }),
+        (State::Existing(incident), Event::Tick) => Ok(tick(incident, ctx)),
+        (State::New { .. }, Event::Tick) => Ok(Outcome::Ignored { reason: "no incident to check".into() }),
+    }
+}
+
+fn changed(incident: Incident, effects: Vec<Effect>) -> Outcome {
+    Outcome::Changed { incident: Box::new(incident), effects }
+}
+
+fn severity_for(
+    alert_priority: Option<super::ids::Priority>,
+    tags: &[String],
+    team: &str,
+    policy: &Policy,
+) -> Assessment {
+    assess(&policy.severity, SeverityInput { priority: alert_priority, tags, team })
+}
+
+/// Opening deadlines for a fresh incident.
+fn initial_deadlines(severity: Severity, now: DateTime<Utc>, policy: &Policy) -> Deadlines {
+    Deadlines {
+        escalate_at: Some(now + policy.timers.ack_timeout.get(severity)),
+        escalations: 0,
+        status_reminder_at: Some(now + policy.timers.status_update.get(severity)),
+        root_cause_reminder_at: None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_incident(
+    id: IncidentId,
+    title: String,
+    team_name: &str,
+    assessment: Assessment,
+    set_by: SeveritySetBy,
+    alerts: Option<AlertTrack>,
+    slack: SlackLocation,
+    ctx: Context<'_>,
+) -> Incident {
+    let team = ctx.policy.team(team_name).unwrap_or_else(|| ctx.policy.default_team());
+    let shift = team.rotation.shift_at(ctx.now);
+    let mut incident = Incident {
+        id,
+        title,
+        team: team.name.clone(),
+        severity: assessment.severity,
+        severity_reason: assessment.reason.clone(),
+        severity_set_by: set_by.clone(),
+        severity_history: vec![super::incident::SeverityChange {
+            at: ctx.now,
+            severity: assessment.severity,
+            reason: assessment.reason.clone(),
+            by: set_by,
+        }],
+        commander: Some(shift.primary.clone()),
+        investigator: shift.next.cloned(),
+        status: Status::Open,
+        root_cause: RootCause::Unknown,
+        alerts,
+        slack,
+        timeline: Vec::new(),
+        deadlines: initial_deadlines(assessment.severity, ctx.now, ctx.policy),
+        opened_at: ctx.now,
+        acknowledged_at: None,
+        mitigated_at: None,
+        resolved_at: None,
+        last_status_update_at: None,
+        resolution_summary: None,
+    };
+    let roles = format!(
+        "commander {} (primary on call), investigator {}",
+        shift.primary.mention(),
+        shift.next.map(UserId::mention).unwrap_or_else(|| "open (one-member rotation)".into())
+    );
+    incident.record(
+        ctx.now,
+        Actor::Bot,
+        EntryKind::Opened,
+        format!("Opened as {} ({}); {roles}", incident.severity, assessment.reason),
+    );
+    incident
+}
+
+fn opening_effects(incident: &Incident, needs_root: bool, ctx: Context<'_>) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    if needs_root {
+        effects.push(Effect::PostRoot);
+    }
+    effects.push(Effect::SyncHeader);
+    if incident.investigator.is_none() {
+        effects.push(Effect::Reply(messages::volunteer_needed_message(incident.id, &incident.team)));
+    }
+    if ctx.policy.slack.incident_channel_severities.contains(&incident.severity) {
+        effects.push(Effect::CreateIncidentChannel);
+    }
+    effects
+}
+
+fn open_from_alert(id: IncidentId, alert: &Alert, by: Option<&UserId>, ctx: Context<'_>) -> Outcome {
+    if by.is_none() && !ctx.policy.alerts.open_on.contains(&alert.transition) {
+        let reason = match alert.transition {
+            Transition::Recovered => "a Recovered alert with no open incident: nothing to do".to_string(),
+            t => format!(
+                "{t} alerts do not open incidents (alerts.open_on); react with :{}: on the alert to open one",
+                ctx.policy.emoji.open
+            ),
+        };
+        return Outcome::Ignored { reason };
+    }
+    let team = ctx.policy.route(alert);
+    let tags = alert.routing_tags();
+    let assessment = severity_for(alert.priority, &tags, &team.name, ctx.policy);
+    let slack = match &alert.slack {
+        Some(SlackMessageRef { channel, ts }) => {
+            SlackLocation { channel: Some(channel.clone()), thread_ts: Some(ts.clone()), ..SlackLocation::default() }
+        }
+        None => SlackLocation { channel: Some(team.channel.clone()), ..SlackLocation::default() },
+    };
+    let needs_root = slack.thread_ts.is_none();
+    let title = alert_title(alert);
+    let mut incident = new_incident(
+        id,
+        title,
+        &team.name,
+        assessment,
+        SeveritySetBy::Rules,
+        Some(AlertTrack::from_alert(alert)),
+        slack,
+        ctx,
+    );
+    if let Some(by) = by {
+        incident.record(
+            ctx.now,
+            Actor::Person(by.clone()),
+            EntryKind::Note,
+            format!("Opened from a {} alert by {}", alert.transition, by.mention()),
+        );
+    }
+    let effects = opening_effects(&incident, needs_root, ctx);
+    changed(incident, effects)
+}
+
+/// The title without the `[P1] [Triggered on …]` markers, which the header shows separately.
+fn alert_title(alert: &Alert) -> String {
+    let mut rest = alert.title.trim();
+    while let Some(stripped) = rest.strip_prefix('[') {
+        match stripped.find(']') {
+            Some(end) => rest = stripped[end + 1..].trim_start(),
+            None => break,
+        }
+    }
+    if rest.is_empty() { alert.title.trim().to_string() } else { rest.to_string() }
+}
+
+fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
+    let mut incident = current.clone();
+    let mut effects = vec![Effect::SyncHeader];
+    let policy = ctx.policy;
+    let track = incident.alerts.get_or_insert_with(|| AlertTrack::from_alert(alert));
+    track.count += 1;
+    track.last_seen = track.last_seen.max(alert.observed_at);
+    if !track.fingerprints.contains(&alert.fingerprint) {
+        track.fingerprints.push(alert.fingerprint.clone());
+    }
+    let previous = track.last_transition;
+    let transition_changed = previous != alert.transition;
+    let mut notes = Vec::new();
+    if transition_changed {
+        track.last_transition = alert.transition;
+        track.recovered = alert.transition == Transition::Recovered;
+        let window_start = ctx.now - policy.alerts.flapping.window;
+        track.recent_transitions.retain(|t| *t >= window_start);
+        track.recent_transitions.push(ctx.now);
+        let flapping = track.recent_transitions.len() as u32 >= policy.alerts.flapping.count;
+        if flapping && !track.flapping_noted {
+            track.flapping_noted = true;
+            let text = messages::flapping_message(track.recent_transitions.len() as u32, policy.alerts.flapping.window);
+            notes.push((EntryKind::Flapping, text));
+        } else if !track.flapping_noted {
+            notes.push((EntryKind::AlertTransition, messages::transition_changed_message(previous, alert.transition)));
+        }
+    }
+    let monitor = Actor::Monitor(alert.source);
+    if notes.is_empty() {
+        incident.record(
+            ctx.now,
+            monitor.clone(),
+            EntryKind::AlertFolded,
+            format!("Alert repeated ({})", alert.transition),
+        );
+    }
+    for (kind, text) in notes {
+        incident.record(ctx.now, monitor.clone(), kind, format!("Alert {previous} → {}", alert.transition));
+        effects.push(Effect::Reply(text));
+    }
+    if let Some(SlackMessageRef { channel, ts }) = &alert.slack
+        && incident.slack.thread_ts.as_deref() != Some(ts.as_str())
+    {
+        effects.push(Effect::React { channel: channel.clone(), ts: ts.clone(), emoji: policy.emoji.folded.clone() });
+    }
+    if alert.transition == Transition::Recovered && policy.alerts.resolve_on_recovery && incident.is_open() {
+        if incident.status != Status::Mitigated {
+            incident.status = Status::Mitigated;
+            incident.acknowledged_at.get_or_insert(ctx.now);
+            incident.mitigated_at = Some(ctx.now);
+            incident.record(ctx.now, monitor.clone(), EntryKind::Mitigated, "Mitigated: the alert recovered");
+        }
+        if incident.resolve(Some("the alert recovered (alerts.resolve_on_recovery)"), &monitor, ctx.now).is_ok() {
+            effects.push(Effect::Reply(messages::resolved_message(&incident)));
+            effects.push(Effect::PostPostmortem);
+        }
+    }
+    changed(incident, effects)
+}
+
+fn declare(
+    id: IncidentId,
+    by: &UserId,
+    title: &str,
+    severity: Option<Severity>,
+    team: Option<&str>,
+    channel: Option<&ChannelId>,
+    ctx: Context<'_>,
+) -> Outcome {
+    let policy = ctx.policy;
+    let team = team
+        .and_then(|t| policy.team(t))
+        .or_else(|| policy.teams.iter().find(|t| t.rotation.contains(by)))
+        .unwrap_or_else(|| policy.default_team());
+    let (assessment, set_by) = match severity {
+        Some(s) => (
+            Assessment { severity: s, reason: format!("declared by {}", by.mention()) },
+            SeveritySetBy::Person(by.clone()),
+        ),
+        None => (severity_for(None, &[], &team.name, policy), SeveritySetBy::Rules),
+    };
+    let slack = SlackLocation {
+        channel: Some(channel.cloned().unwrap_or_else(|| team.channel.clone())),
+        ..SlackLocation::default()
+    };
+    let mut incident = new_incident(id, title.trim().to_string(), &team.name, assessment, set_by, None, slack, ctx);
+    incident.record(ctx.now, Actor::Person(by.clone()), EntryKind::Note, format!("Declared by {}", by.mention()));
+    let mut effects = opening_effects(&incident, true, ctx);
+    effects.push(Effect::Answer(format!("Declared {} · {}: {}", incident.id, incident.severity, incident.title)));
+    changed(incident, effects)
+}
+
+/// Team members, escalation contacts, role holders and configured responders may change an incident.
+pub fn may_change(incident: &Incident, user: &UserId, policy: &Policy) -> bool {
+    incident.role_of(user).is_some()
+        || policy.slack.responders.contains(user)
+        || policy.team(&incident.team).is_some_and(|t| t.rotation.contains(user) || t.escalation.contains(user))
+}
+
+fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Result<Outcome, TransitionError> {
+    if !may_change(current, by, ctx.policy) {
+        return Err(TransitionError::NotAllowed { id: current.id, user: by.clone(), team: current.team.clone() });
+    }
+    let mut incident = current.clone();
+    let now = ctx.now;
+    let policy = ctx.policy;
+    let mut effects = Vec::new();
+    match action {
+        Action::Acknowledge => {
+            incident.acknowledge(by, now)?;
+            effects.push(Effect::Reply(messages::acknowledged_message(by)));
+        }
+        Action::SetSeverity { severity, reason } => {
+            let previous = incident.set_severity_by_person(*severity, reason.clone(), by, now)?;
+            rearm_for_severity(&mut incident, ctx);
+            effects.push(Effect::Reply(messages::severity_changed_message(
+                previous,
+                *severity,
+                &incident.severity_reason,
+            )));
+            if policy.slack.incident_channel_severities.contains(severity) && incident.slack.incident_channel.is_none()
+            {
+                effects.push(Effect::CreateIncidentChannel);
+            }
+        }
+        Action::AcceptSuggestedSeverity { severity } => {
+            let previous = incident.severity;
+            let reason = format!("suggestion accepted by {}", by.mention());
+            incident.apply_severity(*severity, reason.clone(), SeveritySetBy::Person(by.clone()), now);
+            rearm_for_severity(&mut incident, ctx);
+            effects.push(Effect::Reply(messages::severity_changed_message(previous, *severity, &reason)));
+        }
+        Action::Claim { role, user, take_over } => {
+            let target = user.clone().unwrap_or_else(|| by.clone());
+            incident.assign(*role, &target, by, *take_over, now)?;
+            let text = incident.timeline.last().map(|e| e.text.clone()).unwrap_or_default();
+            effects.push(Effect::Reply(messages::role_changed_message(&text)));
+        }
+        Action::Status { text } => {
+            incident.post_status(text, by, now)?;
+            if incident.status != Status::Mitigated {
+                incident.deadlines.status_reminder_at = Some(now + policy.timers.status_update.get(incident.severity));
+            }
+            effects.push(Effect::Reply(messages::status_update_message(by, text.trim())));
+        }
+        Action::Mitigated { note } => {
+            incident.mitigate(note.as_deref(), by, now)?;
+            incident.deadlines.status_reminder_at = None;
+            if !incident.root_cause.is_found() {
+                incident.deadlines.root_cause_reminder_at = Some(now + policy.timers.root_cause_reminder);
+            }
+            effects.push(Effect::Reply(messages::mitigated_message(
+                by,
+                note.as_deref().map(str::trim).filter(|n| !n.is_empty()),
+                incident.investigator.as_ref(),
+                incident.root_cause.is_found(),
+            )));
+        }
+        Action::RootCause { text } => {
+            let updated = incident.find_root_cause(text, by, now)?;
+            effects.push(Effect::Reply(messages::root_cause_message(by, text.trim(), updated)));
+            if incident.status.is_closed() {
+                effects.push(Effect::PostPostmortem);
+            }
+        }
+        Action::Resolve { summary } => {
+            incident.resolve(summary.as_deref(), &Actor::Person(by.clone()), now)?;
+            effects.push(Effect::Reply(messages::resolved_message(&incident)));
+            effects.push(Effect::PostPostmortem);
+        }
+        Action::Reopen => {
+            incident.reopen(by, now)?;
+            incident.deadlines.status_reminder_at = Some(now + policy.timers.status_update.get(incident.severity));
+            effects.push(Effect::Reply(messages::reopened_message(by)));
+        }
+        Action::Note { text } => {
+            incident.add_note(text, by, now)?;
+            effects.push(Effect::Answer(messages::note_added_message(by)));
+        }
+        Action::Pin { text, author } => {
+            let quoted = match author {
+                Some(a) => format!("Pinned by {}: {} wrote “{}”", by.mention(), a.mention(), text.trim()),
+                None => format!("Pinned by {}: “{}”", by.mention(), text.trim()),
+            };
+            incident.record(now, Actor::Person(by.clone()), EntryKind::Pinned, quoted);
+        }
+    }
+    effects.insert(0, Effect::SyncHeader);
+    Ok(changed(incident, effects))
+}
+
+/// After a severity change, pending timers follow the new severity's cadence.
+fn rearm_for_severity(incident: &mut Incident, ctx: Context<'_>) {
+    let timers = &ctx.policy.timers;
+    if incident.deadlines.escalate_at.is_some() {
+        incident.deadlines.escalate_at = Some(ctx.now + timers.ack_timeout.get(incident.severity));
+    }
+    if incident.deadlines.status_reminder_at.is_some() {
+        let since = incident.last_status_update_at.unwrap_or(incident.opened_at);
+        incident.deadlines.status_reminder_at =
+            Some((since + timers.status_update.get(incident.severity)).max(ctx.now));
+    }
+}
+
+/// Who an escalation calls: the commander, plus the next on the rotation at the first step, then
+/// the team's escalation group (or, without one, everyone else on the rotation).
+fn escalation_targets<'a>(incident: &'a Incident, step: u32, policy: &'a Policy) -> Vec<&'a UserId> {
+    let mut call: Vec<&UserId> = incident.commander.iter().collect();
+    if let Some(team) = policy.team(&incident.team) {
+        let rest = team.rotation.after_primary(incident.opened_at);
+        let extra: Vec<&UserId> = match step {
+            1 => rest.into_iter().take(1).collect(),
+            _ if team.escalation.is_empty() => rest,
+            _ => team.escalation.iter().collect(),
+        };
+        for user in extra {
+            if !call.contains(&user) {
+                call.push(user);
+            }
+        }
+    }
+    call
+}
+
+/// How many times an unacknowledged incident escalates before the bot stops calling people.
+pub const MAX_ESCALATIONS: u32 = 3;
+
+fn tick(current: &Incident, ctx: Context<'_>) -> Outcome {
+    let now = ctx.now;
+    let policy = ctx.policy;
+    let mut incident = current.clone();
+    let mut effects = Vec::new();
+    if !incident.is_open() {
+        return Outcome::Ignored { reason: format!("{} is resolved", incident.id) };
+    }
+    if incident.deadlines.escalate_at.is_some_and(|t| t <= now) {
+        incident.deadlines.escalations += 1;
+        let step = incident.deadlines.escalations;
+        let call = escalation_targets(current, step, policy);
+        let names: Vec<String> = call.iter().map(|u| u.mention()).collect();
+        effects.push(Effect::Reply(messages::escalation_message(incident.id, now - incident.opened_at, &call)));
+        incident.record(now, Actor::Bot, EntryKind::Escalated, format!("Escalation {step}: {}", names.join(" ")));
+        incident.deadlines.escalate_at =
+            (step < MAX_ESCALATIONS).then(|| now + policy.timers.ack_timeout.get(incident.severity));
+    }
+    if incident.deadlines.status_reminder_at.is_some_and(|t| t <= now) {
+        let since = now - incident.last_status_update_at.unwrap_or(incident.opened_at);
+        effects.push(Effect::Reply(messages::status_reminder_message(incident.commander.as_ref(), since)));
+        incident.record(now, Actor::Bot, EntryKind::Reminder, "Reminded the commander to post a status update");
+        incident.deadlines.status_reminder_at = Some(now + policy.timers.status_update.get(incident.severity));
+    }
+    if incident.deadlines.root_cause_reminder_at.is_some_and(|t| t <= now) {
+        if incident.root_cause.is_found() {
+            incident.deadlines.root_cause_reminder_at = None;
+        } else {
+            let since = now - incident.mitigated_at.unwrap_or(incident.opened_at);
+            effects.push(Effect::Reply(messages::root_cause_reminder_message(incident.investigator.as_ref(), since)));
+            incident.record(now, Actor::Bot, EntryKind::Reminder, "Reminded the investigator about the root cause");
+            incident.deadlines.root_cause_reminder_at = Some(now + policy.timers.root_cause_reminder);
+        }
+    }
+    if effects.is_empty() && incident == *current {
+        return Outcome::Ignored { reason: "nothing due".into() };
+    }
+    changed(incident, effects)
+}

@@ -1,0 +1,356 @@
+//! Every message the bot shows people, built in one place so wording stays consistent and is
+//! snapshot-tested. Text is Slack mrkdwn; blocks are a small neutral model the Slack adapter
+//! renders to Block Kit.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::alert::Transition;
+use super::ids::{IncidentId, Severity, UserId};
+use super::incident::{Incident, RootCause, Status};
+
+/// A message: `text` is the notification fallback, `blocks` the rich layout (may be empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub text: String,
+    pub blocks: Vec<Block>,
+}
+
+impl Message {
+    pub fn text(text: impl Into<String>) -> Message {
+        Message { text: text.into(), blocks: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Block {
+    Header(String),
+    Section(String),
+    Fields(Vec<String>),
+    Context(String),
+    Actions(Vec<Control>),
+    Divider,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    Button { action: ButtonAction, label: String, style: ButtonStyle },
+    SeveritySelect { current: Severity },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ButtonStyle {
+    Default,
+    Primary,
+    Danger,
+}
+
+/// What a header button does. The Slack adapter encodes it as the button's `action_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ButtonAction {
+    TakeCommand,
+    Investigate,
+    Mitigated,
+    RootCauseFound,
+    Resolve,
+    /// Accept a severity the rules suggested after a person had set it.
+    AcceptSeverity(Severity),
+}
+
+impl ButtonAction {
+    /// Stable ids for Slack's `action_id`.
+    pub fn id(self) -> String {
+        match self {
+            ButtonAction::TakeCommand => "take_command".into(),
+            ButtonAction::Investigate => "investigate".into(),
+            ButtonAction::Mitigated => "mitigated".into(),
+            ButtonAction::RootCauseFound => "root_cause_found".into(),
+            ButtonAction::Resolve => "resolve".into(),
+            ButtonAction::AcceptSeverity(s) => format!("accept_severity_{}", s.level()),
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<ButtonAction> {
+        Some(match id {
+            "take_command" => ButtonAction::TakeCommand,
+            "investigate" => ButtonAction::Investigate,
+            "mitigated" => ButtonAction::Mitigated,
+            "root_cause_found" => ButtonAction::RootCauseFound,
+            "resolve" => ButtonAction::Resolve,
+            other => {
+                let level = other.strip_prefix("accept_severity_")?.parse().ok()?;
+                ButtonAction::AcceptSeverity(Severity::from_level(level)?)
+            }
+        })
+    }
+}
+
+/// Renders a duration the way people read it in an incident: `4m`, `1h 5m`, `2d 3h`.
+pub fn human_duration(d: TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    let (days, hours, mins, s) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) if s == 0 => format!("{m}m"),
+        (0, 0, m) => format!("{m}m {s}s"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+fn clock(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn who(user: Option<&UserId>, missing: &str) -> String {
+    user.map(UserId::mention).unwrap_or_else(|| missing.to_string())
+}
+
+/// The incident header: the thread's first reply, edited in place on every change.
+pub fn header_message(incident: &Incident) -> Message {
+    let id = incident.id;
+    let status = match incident.status {
+        Status::Resolved => ":white_check_mark: Resolved".to_string(),
+        Status::Mitigated => ":large_green_circle: Mitigated".to_string(),
+        Status::Acknowledged => ":large_yellow_circle: Acknowledged".to_string(),
+        Status::Open => ":red_circle: Open (not acknowledged)".to_string(),
+        Status::Reopened => ":red_circle: Reopened".to_string(),
+    };
+    let root_cause = match &incident.root_cause {
+        RootCause::Unknown => "Unknown".to_string(),
+        RootCause::Found { text, .. } => format!("Found: {text}"),
+    };
+    let mut fields = vec![
+        format!("*Severity*\n{} — {}", incident.severity, incident.severity_reason),
+        format!("*Team*\n{}", incident.team),
+        format!("*Commander*\n{}", who(incident.commander.as_ref(), "_unassigned_")),
+        format!("*Investigator*\n{}", who(incident.investigator.as_ref(), "_open: volunteer with Investigate_")),
+        format!("*Status*\n{status}"),
+        format!("*Root cause*\n{root_cause}"),
+    ];
+    if let Some(alerts) = &incident.alerts {
+        let state = if alerts.recovered { " (alert recovered)" } else { "" };
+        fields.push(format!(
+            "*Alerts*\n{} · last {} {}{state}",
+            alerts.count,
+            alerts.last_transition,
+            clock(alerts.last_seen)
+        ));
+        if !alerts.links.is_empty() {
+            let links: Vec<String> = alerts.links.iter().map(|l| format!("<{}|{}>", l.url, l.label)).collect();
+            fields.push(format!("*Links*\n{}", links.join(" · ")));
+        }
+    }
+    if let Some(channel) = &incident.slack.incident_channel {
+        fields.push(format!("*Channel*\n<#{channel}>"));
+    }
+    let title = format!("{id} · {} · {}", incident.severity, incident.title);
+    let mut blocks = vec![Block::Header(title.clone()), Block::Fields(fields)];
+    if incident.is_open() {
+        let mut controls = vec![
+            Control::Button {
+                action: ButtonAction::TakeCommand,
+                label: "Take command".into(),
+                style: ButtonStyle::Primary,
+            },
+            Control::Button {
+                action: ButtonAction::Investigate,
+                label: "Investigate".into(),
+                style: ButtonStyle::Default,
+            },
+        ];
+        if incident.status != Status::Mitigated {
+            controls.push(Control::Button {
+                action: ButtonAction::Mitigated,
+                label: "Mitigated".into(),
+                style: ButtonStyle::Default,
+            });
+        }
+        if !incident.root_cause.is_found() {
+            controls.push(Control::Button {
+                action: ButtonAction::RootCauseFound,
+                label: "Root cause found".into(),
+                style: ButtonStyle::Default,
+            });
+        }
+        controls.push(Control::Button {
+            action: ButtonAction::Resolve,
+            label: "Resolve".into(),
+            style: ButtonStyle::Danger,
+        });
+        controls.push(Control::SeveritySelect { current: incident.severity });
+        blocks.push(Block::Actions(controls));
+    }
+    let d = incident.durations();
+    let mut context = vec![format!("Opened {}", clock(incident.opened_at))];
+    if let Some(t) = d.to_acknowledge {
+        context.push(format!("acknowledged after {}", human_duration(t)));
+    }
+    if let Some(t) = d.to_mitigate {
+        context.push(format!("mitigated after {}", human_duration(t)));
+    }
+    if let Some(t) = d.to_resolve {
+        context.push(format!("resolved after {}", human_duration(t)));
+    }
+    blocks.push(Block::Context(context.join(" · ")));
+    let text = format!(
+        "{title} — {} — commander {}, investigator {}",
+        incident.status,
+        who(incident.commander.as_ref(), "unassigned"),
+        who(incident.investigator.as_ref(), "open")
+    );
+    Message { text, blocks }
+}
+
+/// The root message for incidents that did not start from a Slack message (webhooks, declares).
+pub fn incident_root_message(incident: &Incident, source: &str) -> Message {
+    Message::text(format!(
+        ":rotating_light: *{} · {}* — {} ({source}). Details and updates in the thread.",
+        incident.id, incident.severity, incident.title
+    ))
+}
+
+pub fn volunteer_needed_message(id: IncidentId, team: &str) -> String {
+    format!(
+        "Team {team} has one person on its rotation, so {id} has no investigator yet. Volunteer with the *Investigate* button or `/incident investigator @me`."
+    )
+}
+
+pub fn transition_changed_message(from: Transition, to: Transition) -> String {
+    match to {
+        Transition::Recovered => format!(
+            ":large_green_circle: The alert recovered (was {from}). The incident stays open until the commander resolves it."
+        ),
+        _ => format!(":warning: The alert is now *{to}* (was {from})."),
+    }
+}
+
+pub fn flapping_message(count: u32, window: TimeDelta) -> String {
+    format!(
+        ":repeat: This alert is flapping: {count} state changes within {}. Further changes update the header without messages.",
+        human_duration(window)
+    )
+}
+
+pub fn role_changed_message(text: &str) -> String {
+    format!(":busts_in_silhouette: {text}.")
+}
+
+pub fn acknowledged_message(by: &UserId) -> String {
+    format!(":eyes: {} acknowledged. Escalation stopped.", by.mention())
+}
+
+pub fn severity_changed_message(from: Severity, to: Severity, reason: &str) -> String {
+    format!(":bar_chart: Severity {from} → *{to}*: {reason}")
+}
+
+pub fn status_update_message(by: &UserId, text: &str) -> String {
+    format!(":mega: *Status update* from {}: {text}", by.mention())
+}
+
+pub fn note_added_message(by: &UserId) -> String {
+    format!(":memo: Note from {} added to the timeline.", by.mention())
+}
+
+pub fn mitigated_message(
+    by: &UserId,
+    note: Option<&str>,
+    investigator: Option<&UserId>,
+    root_cause_known: bool,
+) -> String {
+    let note = note.map(|n| format!(": {n}")).unwrap_or_default();
+    let next = if root_cause_known {
+        "Resolve when you are confident it is over.".to_string()
+    } else {
+        format!(
+            "Root cause is still unknown — {} please record it with `/incident rootcause <text>`.",
+            who(investigator, "investigator")
+        )
+    };
+    format!(":large_green_circle: *Mitigated* by {}{note}. {next}", by.mention())
+}
+
+pub fn root_cause_message(by: &UserId, text: &str, updated: bool) -> String {
+    let verb = if updated { "Root cause updated" } else { "Root cause found" };
+    format!(":mag: *{verb}* by {}: {text}", by.mention())
+}
+
+pub fn resolved_message(incident: &Incident) -> String {
+    let d = incident.durations();
+    let after = d.to_resolve.map(human_duration).unwrap_or_default();
+    let missing = if incident.root_cause.is_found() {
+        String::new()
+    } else {
+        format!(
+            " The root cause is missing from the postmortem — {} please add it with `/incident rootcause <text>`.",
+            who(incident.investigator.as_ref(), "investigator")
+        )
+    };
+    format!(":white_check_mark: *{} resolved* after {after}.{missing}", incident.id)
+}
+
+pub fn reopened_message(by: &UserId) -> String {
+    format!(":rotating_light: Reopened by {}. The commander declares mitigation again when it is over.", by.mention())
+}
+
+pub fn escalation_message(id: IncidentId, waited: TimeDelta, who: &[&UserId]) -> String {
+    let people: Vec<String> = who.iter().map(|u| u.mention()).collect();
+    format!(
+        ":sos: {id} has not been acknowledged for {}. {} — please acknowledge with `/incident ack` or take command.",
+        human_duration(waited),
+        people.join(" ")
+    )
+}
+
+pub fn status_reminder_message(commander: Option<&UserId>, since: TimeDelta) -> String {
+    format!(
+        ":hourglass: {} — no status update for {}. Post one with `/incident status <what is happening>`.",
+        who(commander, "Commander"),
+        human_duration(since)
+    )
+}
+
+pub fn root_cause_reminder_message(investigator: Option<&UserId>, since: TimeDelta) -> String {
+    format!(
+        ":mag: {} — mitigated {} ago and the root cause is still unknown. Record it with `/incident rootcause <text>`.",
+        who(investigator, "Investigator"),
+        human_duration(since)
+    )
+}
+
+pub fn severity_suggestion_message(current: Severity, suggested: Severity, reason: &str) -> String {
+    format!(
+        ":bulb: The rules now suggest *{suggested}* ({reason}). The severity stays {current} because a person set it; press the button to accept the suggestion."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_say_them() {
+        assert_eq!(human_duration(TimeDelta::seconds(42)), "42s");
+        assert_eq!(human_duration(TimeDelta::minutes(4)), "4m");
+        assert_eq!(human_duration(TimeDelta::seconds(245)), "4m 5s");
+        assert_eq!(human_duration(TimeDelta::minutes(65)), "1h 5m");
+        assert_eq!(human_duration(TimeDelta::hours(51)), "2d 3h");
+    }
+
+    #[test]
+    fn button_ids_round_trip() {
+        for a in [
+            ButtonAction::TakeCommand,
+            ButtonAction::Investigate,
+            ButtonAction::Mitigated,
+            ButtonAction::RootCauseFound,
+            ButtonAction::Resolve,
+            ButtonAction::AcceptSeverity(Severity::Sev2),
+        ] {
+            assert_eq!(ButtonAction::from_id(&a.id()), Some(a));
+        }
+        assert_eq!(ButtonAction::from_id("accept_severity_9"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! Persistence behind a narrow facade with intent-named operations.
+//!
+//! [`SledStore`] is the implementation: one sled database in the data directory. Every record is a
+//! versioned JSON value (see [`records`]). The processor's step (consume an inbox event, write the
+//! incident, queue the Slack calls) is one transaction, so a crash leaves either all or none of it.
+
+pub mod records;
+mod sled_store;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::alert::Fingerprint;
+use crate::domain::ids::{ChannelId, IncidentId};
+use crate::domain::incident::Incident;
+pub use records::{
+    ChannelRef, Delivery, InboxEvent, InboxSeq, MessageKey, Origin, OutboxEntry, OutboxSeq, SlackOp, ThreadRef,
+};
+pub use sled_store::SledStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("record {key} cannot be read: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error(
+        "the data directory {path} is in use by another incident-commander process (or cannot be opened): {source}"
+    )]
+    Locked { path: String, source: sled::Error },
+}
+
+/// The answer to offering an event to the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Stored; will be processed once.
+    Accepted(InboxSeq),
+    /// The same delivery was accepted before (a retry or redelivery); nothing was stored.
+    Duplicate,
+}
+
+/// One processing step, written atomically.
+#[derive(Debug, Default)]
+pub struct Commit {
+    /// The inbox event this step handled.
+    pub consumed: Option<InboxSeq>,
+    /// The incident's new state (new or changed).
+    pub incident: Option<Incident>,
+    /// Slack calls to make because of this step, in order.
+    pub outbox: Vec<OutboxEntry>,
+    /// Set when the consumed event could not be handled: it is kept aside with this reason
+    /// instead of being retried forever.
+    pub dead_letter: Option<String>,
+}
+
+/// Everything the bot persists.
+pub trait Store: Send + Sync + 'static {
+    /// The id the next opened incident will get (`INC-1` on a fresh store).
+    fn next_incident_id(&self) -> Result<IncidentId, StoreError>;
+    fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+    /// The open incident alerts with this fingerprint fold into.
+    fn find_open_incident_by_fingerprint(&self, fingerprint: &Fingerprint) -> Result<Option<Incident>, StoreError>;
+    /// The incident whose thread parent, header or dedicated channel this is (`ts` empty for a channel).
+    fn find_incident_by_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<Incident>, StoreError>;
+    /// Open incidents, oldest first.
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError>;
+    /// Every incident, oldest first.
+    fn all_incidents(&self) -> Result<Vec<Incident>, StoreError>;
+
+    /// Puts an accepted event in the inbox. With a dedupe key, a key seen before (and not yet
+    /// expired) is refused as a duplicate; the key is remembered until `dedupe_until`. Durable only
+    /// after [`Store::flush`].
+    fn accept_event(&self, event: &InboxEvent, dedupe: Option<(&str, DateTime<Utc>)>)
+    -> Result<Acceptance, StoreError>;
+    /// The oldest unprocessed event.
+    fn next_inbox_event(&self) -> Result<Option<(InboxSeq, InboxEvent)>, StoreError>;
+    fn inbox_len(&self) -> usize;
+    /// Events that could not be handled, with the reason, oldest first.
+    fn dead_letters(&self) -> Result<Vec<(InboxSeq, String, InboxEvent)>, StoreError>;
+    /// Applies one processing step atomically. Returns the outbox positions of its calls.
+    fn commit(&self, commit: Commit) -> Result<Vec<OutboxSeq>, StoreError>;
+
+    /// Calls not yet delivered, oldest first.
+    fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError>;
+    /// Removes a delivered (or abandoned) call; with a key, remembers what Slack answered under it.
+    fn complete_outbox(&self, seq: OutboxSeq, remember: Option<(&MessageKey, &Delivery)>) -> Result<(), StoreError>;
+    /// What Slack answered for the message or channel posted under `key`.
+    fn get_message_ref(&self, key: &MessageKey) -> Result<Option<Delivery>, StoreError>;
+
+    /// Forgets dedupe keys whose time is up. Returns how many were dropped.
+    fn expire_dedupe_keys(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}

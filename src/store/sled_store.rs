@@ -1,0 +1,340 @@
+//! The sled implementation of [`Store`].
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Db, Transactional, Tree};
+
+use super::records::{decode, encode};
+use super::*;
+
+/// Key in `meta` holding the next incident number.
+const NEXT_INCIDENT_ID: &[u8] = b"next_incident_id";
+/// Key in `meta` holding the schema version of the database layout.
+const LAYOUT_VERSION_KEY: &[u8] = b"layout_version";
+/// Bumped when trees or key formats change; older layouts are migrated on open.
+const LAYOUT_VERSION: u64 = 1;
+
+pub struct SledStore {
+    db: Db,
+    meta: Tree,
+    incidents: Tree,
+    /// Open incident ids (key only), for timers and listings.
+    open: Tree,
+    /// fingerprint -> incident id, while the incident is open.
+    by_fingerprint: Tree,
+    /// `channel/ts` (thread parent, header) or `channel/` (incident channel) -> incident id.
+    by_message: Tree,
+    inbox: Tree,
+    outbox: Tree,
+    /// dedupe key -> expiry (ms, big-endian).
+    seen: Tree,
+    /// expiry (ms, big-endian) ++ dedupe key -> (), to expire in time order.
+    seen_by_expiry: Tree,
+    /// message key -> delivery (channel, ts).
+    message_refs: Tree,
+    /// inbox seq -> {reason, event} for events that could not be handled.
+    dead_letters: Tree,
+}
+
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+fn from_be(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(b)
+}
+
+fn ms(t: DateTime<Utc>) -> u64 {
+    t.timestamp_millis().max(0) as u64
+}
+
+fn message_index_key(channel: &ChannelId, ts: &str) -> Vec<u8> {
+    format!("{channel}/{ts}").into_bytes()
+}
+
+fn corrupt(key: impl std::fmt::Display, reason: String) -> StoreError {
+    StoreError::Corrupt { key: key.to_string(), reason }
+}
+
+fn tx_error(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`. Only one process may hold a directory.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            // Durability comes from explicit flushes before acknowledging; the background flush
+            // only bounds how much unacknowledged work a crash can lose.
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|source| StoreError::Locked { path: dir.display().to_string(), source })?;
+        let store = SledStore {
+            meta: db.open_tree("meta")?,
+            incidents: db.open_tree("incidents")?,
+            open: db.open_tree("open_incidents")?,
+            by_fingerprint: db.open_tree("incident_by_fingerprint")?,
+            by_message: db.open_tree("incident_by_message")?,
+            inbox: db.open_tree("inbox")?,
+            outbox: db.open_tree("outbox")?,
+            seen: db.open_tree("dedupe_keys")?,
+            seen_by_expiry: db.open_tree("dedupe_keys_by_expiry")?,
+            message_refs: db.open_tree("message_refs")?,
+            dead_letters: db.open_tree("dead_letters")?,
+            db,
+        };
+        match store.meta.get(LAYOUT_VERSION_KEY)? {
+            None => {
+                store.meta.insert(LAYOUT_VERSION_KEY, &be(LAYOUT_VERSION))?;
+            }
+            Some(v) if from_be(&v) > LAYOUT_VERSION => {
+                return Err(corrupt(
+                    "layout_version",
+                    format!(
+                        "the data was written by a newer incident-commander (layout {}, this build knows {LAYOUT_VERSION}); upgrade the binary",
+                        from_be(&v)
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        Ok(store)
+    }
+
+    fn read_incident(&self, raw: Option<sled::IVec>) -> Result<Option<Incident>, StoreError> {
+        let Some(id_bytes) = raw else { return Ok(None) };
+        let Some(bytes) = self.incidents.get(&id_bytes)? else { return Ok(None) };
+        decode(&bytes).map(Some).map_err(|e| corrupt(format!("incident {}", from_be(&id_bytes)), e))
+    }
+
+    fn scan_incidents(&self, ids: impl Iterator<Item = sled::Result<sled::IVec>>) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(incident) = self.read_incident(Some(id?))? {
+                out.push(incident);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Writes an incident and keeps its indexes in step.
+fn write_incident(
+    incidents: &TransactionalTree,
+    open: &TransactionalTree,
+    by_fingerprint: &TransactionalTree,
+    by_message: &TransactionalTree,
+    meta: &TransactionalTree,
+    incident: &Incident,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let id = be(incident.id.number());
+    incidents.insert(&id, encode(incident))?;
+    let fingerprints = incident.alerts.iter().flat_map(|a| a.fingerprints.iter());
+    if incident.is_open() {
+        open.insert(&id, &[])?;
+        for fp in fingerprints {
+            by_fingerprint.insert(fp.as_str().as_bytes(), &id)?;
+        }
+    } else {
+        open.remove(&id)?;
+        for fp in fingerprints {
+            if by_fingerprint.get(fp.as_str().as_bytes())?.is_some_and(|v| v.as_ref() == id) {
+                by_fingerprint.remove(fp.as_str().as_bytes())?;
+            }
+        }
+    }
+    let slack = &incident.slack;
+    if let Some(channel) = &slack.channel {
+        for ts in [&slack.thread_ts, &slack.header_ts].into_iter().flatten() {
+            by_message.insert(message_index_key(channel, ts), &id)?;
+        }
+    }
+    if let Some(channel) = &slack.incident_channel {
+        by_message.insert(message_index_key(channel, ""), &id)?;
+    }
+    let next = meta.get(NEXT_INCIDENT_ID)?.map(|v| from_be(&v)).unwrap_or(1);
+    if incident.id.number() >= next {
+        meta.insert(NEXT_INCIDENT_ID, &be(incident.id.number() + 1))?;
+    }
+    Ok(())
+}
+
+impl Store for SledStore {
+    fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
+        let n = self.meta.get(NEXT_INCIDENT_ID)?.map(|v| from_be(&v)).unwrap_or(1);
+        IncidentId::new(n).map_err(|e| corrupt("next_incident_id", e.0))
+    }
+
+    fn get_incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.read_incident(Some(sled::IVec::from(&be(id.number()))))
+    }
+
+    fn find_open_incident_by_fingerprint(&self, fingerprint: &Fingerprint) -> Result<Option<Incident>, StoreError> {
+        let found = self.read_incident(self.by_fingerprint.get(fingerprint.as_str().as_bytes())?)?;
+        Ok(found.filter(Incident::is_open))
+    }
+
+    fn find_incident_by_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<Incident>, StoreError> {
+        self.read_incident(self.by_message.get(message_index_key(channel, ts))?)
+    }
+
+    fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.scan_incidents(self.open.iter().keys())
+    }
+
+    fn all_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.scan_incidents(self.incidents.iter().keys())
+    }
+
+    fn accept_event(
+        &self,
+        event: &InboxEvent,
+        dedupe: Option<(&str, DateTime<Utc>)>,
+    ) -> Result<Acceptance, StoreError> {
+        let record = encode(event);
+        let result = (&self.inbox, &self.seen, &self.seen_by_expiry).transaction(|(inbox, seen, by_expiry)| {
+            if let Some((key, until)) = dedupe {
+                if seen.get(key.as_bytes())?.is_some() {
+                    return Ok(Acceptance::Duplicate);
+                }
+                seen.insert(key.as_bytes(), &be(ms(until)))?;
+                let mut expiry_key = be(ms(until)).to_vec();
+                expiry_key.extend_from_slice(key.as_bytes());
+                by_expiry.insert(expiry_key, &[])?;
+            }
+            let seq = inbox.generate_id()?;
+            inbox.insert(&be(seq), record.as_slice())?;
+            Ok(Acceptance::Accepted(seq))
+        });
+        result.map_err(tx_error)
+    }
+
+    fn next_inbox_event(&self) -> Result<Option<(InboxSeq, InboxEvent)>, StoreError> {
+        let Some((k, v)) = self.inbox.first()? else { return Ok(None) };
+        let seq = from_be(&k);
+        let event = decode(&v).map_err(|e| corrupt(format!("inbox event {seq}"), e))?;
+        Ok(Some((seq, event)))
+    }
+
+    fn inbox_len(&self) -> usize {
+        self.inbox.len()
+    }
+
+    fn dead_letters(&self) -> Result<Vec<(InboxSeq, String, InboxEvent)>, StoreError> {
+        self.dead_letters
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = from_be(&k);
+                let record: serde_json::Value =
+                    serde_json::from_slice(&v).map_err(|e| corrupt(format!("dead letter {seq}"), e.to_string()))?;
+                let reason = record["reason"].as_str().unwrap_or_default().to_string();
+                let event_bytes = serde_json::to_vec(&record["event"]).expect("JSON values serialize");
+                let event = decode(&event_bytes).map_err(|e| corrupt(format!("dead letter {seq}"), e))?;
+                Ok((seq, reason, event))
+            })
+            .collect()
+    }
+
+    fn commit(&self, commit: Commit) -> Result<Vec<OutboxSeq>, StoreError> {
+        let outbox_records: Vec<Vec<u8>> = commit.outbox.iter().map(encode).collect();
+        let trees = (
+            &self.meta,
+            &self.incidents,
+            &self.open,
+            &self.by_fingerprint,
+            &self.by_message,
+            &self.inbox,
+            &self.outbox,
+            &self.dead_letters,
+        );
+        let result = trees.transaction(|(meta, incidents, open, by_fingerprint, by_message, inbox, outbox, dead)| {
+            if let Some(seq) = commit.consumed {
+                let removed = inbox.remove(&be(seq))?;
+                if let (Some(reason), Some(event)) = (&commit.dead_letter, removed) {
+                    let record = serde_json::json!({
+                        "reason": reason,
+                        "event": serde_json::from_slice::<serde_json::Value>(&event).unwrap_or_default(),
+                    });
+                    dead.insert(&be(seq), serde_json::to_vec(&record).expect("JSON values serialize"))?;
+                }
+            }
+            if let Some(incident) = &commit.incident {
+                write_incident(incidents, open, by_fingerprint, by_message, meta, incident)?;
+            }
+            let mut seqs = Vec::with_capacity(outbox_records.len());
+            for record in &outbox_records {
+                let seq = outbox.generate_id()?;
+                outbox.insert(&be(seq), record.as_slice())?;
+                seqs.push(seq);
+            }
+            Ok(seqs)
+        });
+        result.map_err(tx_error)
+    }
+
+    fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                let seq = from_be(&k);
+                let entry = decode(&v).map_err(|e| corrupt(format!("outbox entry {seq}"), e))?;
+                Ok((seq, entry))
+            })
+            .collect()
+    }
+
+    fn complete_outbox(&self, seq: OutboxSeq, remember: Option<(&MessageKey, &Delivery)>) -> Result<(), StoreError> {
+        let remembered = remember.map(|(k, d)| (k.0.as_bytes().to_vec(), encode(d)));
+        let result = (&self.outbox, &self.message_refs).transaction(|(outbox, refs)| {
+            outbox.remove(&be(seq))?;
+            if let Some((key, delivery)) = &remembered {
+                refs.insert(key.as_slice(), delivery.as_slice())?;
+            }
+            Ok(())
+        });
+        result.map_err(tx_error)
+    }
+
+    fn get_message_ref(&self, key: &MessageKey) -> Result<Option<Delivery>, StoreError> {
+        match self.message_refs.get(key.0.as_bytes())? {
+            None => Ok(None),
+            Some(v) => decode(&v).map(Some).map_err(|e| corrupt(format!("message ref {key}"), e)),
+        }
+    }
+
+    fn expire_dedupe_keys(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let cutoff = be(ms(now));
+        let mut dropped = 0;
+        for kv in self.seen_by_expiry.range(..cutoff.to_vec()) {
+            let (k, _) = kv?;
+            let key = &k[8..];
+            let result = (&self.seen, &self.seen_by_expiry).transaction(|(seen, by_expiry)| {
+                // A key re-accepted later has a later expiry; only drop it if this entry is current.
+                if seen.get(key)?.is_some_and(|v| v.as_ref() == &k[..8]) {
+                    seen.remove(key)?;
+                }
+                by_expiry.remove(&k)?;
+                Ok::<_, ConflictableTransactionError<StoreError>>(())
+            });
+            result.map_err(tx_error)?;
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! The binary as users run it: `check-config` and `serve`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_incident-commander");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/incident-commander.example.toml");
+
+#[test]
+fn check_config_accepts_the_example_and_shows_who_is_on_call() {
+    let out = Command::new(BIN).args(["check-config", EXAMPLE, "--at", "2026-11-10T01:00:00Z"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains(": OK"), "{stdout}");
+    assert!(stdout.contains("teams: 2 (default: backend)"), "{stdout}");
+    // Second week of the Seoul rotation (from Monday 2026-11-09 09:00 KST = 00:00 UTC): U0BBB, then U0CCC.
+    assert!(stdout.contains("U0BBB (commander) until 2026-11-16 09:00 KST; next: U0CCC (investigator)"), "{stdout}");
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[slack]\nalert_botz = []\nalert_channels = [\"C0ALERTS1\"]\n[[team]]\nname = \"a\"\nmembers = []\n[[team]]\nname = \"b\"\nmembers = [\"U0AAA\"]\nrotation_timezone = \"Moon/Base\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check-config", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "slack.alert_botz: unknown key (did you mean alert_bots?)",
+            "team[0].members: a rotation needs at least one member",
+            "team[1].rotation_timezone: unknown time zone `Moon/Base` (use an IANA name such as \"Asia/Seoul\" or \"UTC\")",
+        ],
+        "{stderr}"
+    );
+    assert!(lines[3].ends_with("bad.toml: 3 problems found"), "{stderr}");
+}
+
+#[test]
+fn check_config_on_a_missing_file_exits_2_and_says_so() {
+    let out = Command::new(BIN).args(["check-config", "/nonexistent/policy.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/policy.toml"));
+}
+
+#[test]
+fn serve_refuses_a_bad_policy_with_the_same_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[slack]\nalert_botz = []\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("slack.alert_botz: unknown key (did you mean alert_bots?)"), "{stderr}");
+    assert!(stderr.contains("the bot did not start"), "{stderr}");
+}
+
+#[test]
+fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", EXAMPLE, "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Logs are JSON lines when stderr is not a terminal; the bound address is in the "listening" line.
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+            (v["message"] == "listening").then(|| v["addr"].as_str().unwrap().to_string())
+        })
+        .expect("serve logs the address it listens on");
+    let health = std::net::TcpStream::connect(&addr).and_then(|mut s| {
+        use std::io::{Read, Write};
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    });
+    let health = health.unwrap();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:#?}");
+    assert!(rest.iter().any(|l| l.contains("stopped cleanly")), "{rest:#?}");
+}
+
+#[test]
+fn manifest_is_valid_slack_manifest_yaml_with_what_the_bot_needs() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifest.yml")).unwrap();
+    let m: serde_json::Value = serde_yaml_ng::from_str(&text).expect("manifest.yml is valid YAML");
+    let scopes: Vec<&str> =
+        m["oauth_config"]["scopes"]["bot"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    for needed in [
+        "chat:write",
+        "channels:history",
+        "groups:history",
+        "reactions:read",
+        "reactions:write",
+        "commands",
+        "app_mentions:read",
+        "users:read",
+        "channels:manage",
+        "channels:join",
+        "pins:write",
+    ] {
+        assert!(scopes.contains(&needed), "missing bot scope {needed}");
+    }
+    let events: Vec<&str> = m["settings"]["event_subscriptions"]["bot_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for needed in ["message.channels", "message.groups", "reaction_added", "app_mention"] {
+        assert!(events.contains(&needed), "missing bot event {needed}");
+    }
+    let command = &m["features"]["slash_commands"][0];
+    assert_eq!(command["command"], "/incident");
+    assert!(command["usage_hint"].as_str().unwrap().contains("declare"));
+    assert_eq!(m["settings"]["interactivity"]["is_enabled"], true);
+    assert_eq!(m["settings"]["socket_mode_enabled"], true);
+    assert_eq!(m["display_information"]["name"], "incident-commander");
+    assert!(m["display_information"]["name"].as_str().unwrap().len() <= 35, "Slack limits app names to 35 characters");
+}
