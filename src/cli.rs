@@ -11,10 +11,13 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use secrecy::SecretString;
+
 use crate::app::clock::SystemClock;
-use crate::app::processor::DomainOnly;
-use crate::app::{RunningApp, Settings};
+use crate::app::{RunningApp, Settings, SlackSettings};
 use crate::policy::{ConfigErrors, Policy};
+use crate::slack::egress::EgressLimits;
+use crate::slack::socket::SocketSettings;
 
 /// Exit code for a bad policy file or bad input, like `promtool check config`.
 pub const EXIT_INVALID: u8 = 2;
@@ -164,20 +167,56 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
+    let slack = slack_settings_from_env(&policy)?;
     let settings = Settings {
         policy,
         data_dir: args.data_dir,
         listen: args.listen,
         clock: Arc::new(SystemClock),
         tick_every: Duration::from_secs(1),
+        slack,
     };
-    let app = RunningApp::start(settings, Box::new(DomainOnly)).await?;
+    let app = RunningApp::start(settings).await?;
     tracing::info!(addr = %app.addr, "incident-commander is running");
     wait_for_signal().await;
     tracing::info!("stopping: finishing the event in hand");
     app.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+fn env_secret(name: &str) -> Option<SecretString> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(|v| SecretString::from(v.trim().to_string()))
+}
+
+/// Slack settings from `SLACK_BOT_TOKEN`, `SLACK_SIGNING_SECRET`, `SLACK_APP_TOKEN`, `SLACK_API_URL`.
+fn slack_settings_from_env(policy: &Policy) -> anyhow::Result<Option<SlackSettings>> {
+    let bot_token = env_secret("SLACK_BOT_TOKEN");
+    let signing_secret = env_secret("SLACK_SIGNING_SECRET");
+    let app_token = env_secret("SLACK_APP_TOKEN");
+    let Some(bot_token) = bot_token else {
+        if signing_secret.is_some() || app_token.is_some() {
+            anyhow::bail!(
+                "SLACK_BOT_TOKEN is not set: the bot needs it to post (SLACK_SIGNING_SECRET or SLACK_APP_TOKEN alone is not enough)"
+            );
+        }
+        tracing::warn!("SLACK_BOT_TOKEN is not set: Slack is off; only webhooks, /healthz and /metrics work");
+        return Ok(None);
+    };
+    if signing_secret.is_none() && app_token.is_none() {
+        anyhow::bail!(
+            "set SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP mode) so the bot can receive events"
+        );
+    }
+    let api_url =
+        std::env::var("SLACK_API_URL").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "https://slack.com/api".into());
+    let socket = app_token.map(|app_token| SocketSettings {
+        app_token,
+        silence_limit: policy.slack.socket_silence_limit.to_std().unwrap_or(Duration::from_secs(600)),
+        connections: 2,
+        reconnect_seconds: 5,
+    });
+    Ok(Some(SlackSettings { api_url, bot_token, signing_secret, socket, limits: EgressLimits::slack() }))
 }
 
 async fn wait_for_signal() {

@@ -7,4 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod domain;
 pub mod policy;
+pub mod sandbox;
+pub mod slack;
 pub mod store;

@@ -61,6 +61,7 @@ fn example_file_shows_every_key_the_policy_knows() {
     // Every key must appear (documented) in the example; this list is what `Policy::parse` accepts.
     let keys = [
         "default_team",
+        "socket_silence_limit",
         "alert_channels",
         "alert_bots",
         "responders",

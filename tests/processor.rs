@@ -158,8 +158,9 @@ async fn running_app_answers_health_and_processes_accepted_events() {
         listen: "127.0.0.1:0".parse().unwrap(),
         clock: Arc::new(ManualClock::new(t0())),
         tick_every: Duration::from_secs(3600),
+        slack: None,
     };
-    let mut app = RunningApp::start(settings, Box::new(DomainOnly)).await.unwrap();
+    let mut app = RunningApp::start(settings).await.unwrap();
     let client = reqwest::Client::new();
     let health: serde_json::Value =
         client.get(format!("http://{}/healthz", app.addr)).send().await.unwrap().json().await.unwrap();

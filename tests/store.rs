@@ -111,7 +111,7 @@ fn commit_consumes_the_event_and_queues_calls_atomically() {
     let pending = s.pending_outbox().unwrap();
     assert_eq!(pending, vec![(seqs[0], call)]);
     let delivery = Delivery { channel: Some(channel(ALERTS)), ts: Some("1700000000.000300".into()) };
-    s.complete_outbox(seqs[0], Some((&MessageKey("INC-1/root".into()), &delivery))).unwrap();
+    s.complete_outbox(seqs[0], Some((&MessageKey("INC-1/root".into()), &delivery)), None).unwrap();
     assert!(s.pending_outbox().unwrap().is_empty());
     assert_eq!(s.get_message_ref(&MessageKey("INC-1/root".into())).unwrap(), Some(delivery));
 }

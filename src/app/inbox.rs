@@ -4,6 +4,7 @@
 //! write, and one flush serves every write that arrived while the previous one ran.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -68,11 +69,39 @@ pub struct Inbox {
     commit: GroupCommit,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Events put in the inbox since start (plus the backlog found at start). Compared with the
+    /// processor's count to tell when everything has been handled: sled's multi-tree
+    /// transactions are not isolated from plain reads, so counting is more reliable than looking.
+    accepted: Arc<AtomicU64>,
 }
 
 impl Inbox {
     pub fn new(store: Arc<dyn Store>, commit: GroupCommit, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Inbox {
-        Inbox { store, commit, wake, metrics }
+        let backlog = store.inbox_len() as u64;
+        Inbox { store, commit, wake, metrics, accepted: Arc::new(AtomicU64::new(backlog)) }
+    }
+
+    /// How many events entered the inbox (see the field's note).
+    pub fn accepted_count(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Counts an event another component is about to put in the inbox directly.
+    pub fn count_direct(&self) {
+        self.accepted.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes back [`Inbox::count_direct`] when the write failed.
+    pub fn uncount_direct(&self) {
+        self.accepted.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Makes writes made directly on the store durable and wakes the processor (egress uses this
+    /// after recording delivery feedback).
+    pub async fn flush_and_wake(&self) -> Result<(), AcceptError> {
+        self.commit.flush().await.map_err(AcceptError::Flush)?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Stores the event (refusing a duplicate `dedupe_key`), waits until it is on disk, and wakes
@@ -93,6 +122,7 @@ impl Inbox {
         .map_err(|e| AcceptError::Flush(e.to_string()))??;
         match acceptance {
             Acceptance::Accepted(_) => {
+                self.accepted.fetch_add(1, Ordering::SeqCst);
                 self.commit.flush().await.map_err(AcceptError::Flush)?;
                 self.metrics.events_accepted.get_or_create(&kind).inc();
                 self.wake.notify_one();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use secrecy::SecretString;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +21,12 @@ use tokio_util::sync::CancellationToken;
 use self::clock::Clock;
 use self::inbox::{GroupCommit, Inbox};
 use self::metrics::Metrics;
-use self::processor::{Interpreter, Processor, ProcessorLinks};
+use self::processor::{DomainOnly, Interpreter, Processor, ProcessorLinks};
 use crate::policy::Policy;
+use crate::slack::client::{BotIdentity, CallError, SlackApi};
+use crate::slack::egress::{Egress, EgressLimits};
+use crate::slack::interpret::SlackInterpreter;
+use crate::slack::socket::SocketSettings;
 use crate::store::{SledStore, Store};
 
 /// Everything `serve` needs to start.
@@ -32,6 +37,20 @@ pub struct Settings {
     pub clock: Arc<dyn Clock>,
     /// How often timers are checked.
     pub tick_every: Duration,
+    /// Slack; without it the bot only takes webhooks and domain events.
+    pub slack: Option<SlackSettings>,
+}
+
+/// How to reach Slack.
+pub struct SlackSettings {
+    /// Web API base URL including `/api` (`SLACK_API_URL`).
+    pub api_url: String,
+    pub bot_token: SecretString,
+    /// HTTP mode: verify requests with this secret (`SLACK_SIGNING_SECRET`).
+    pub signing_secret: Option<SecretString>,
+    /// Socket Mode (`SLACK_APP_TOKEN`).
+    pub socket: Option<SocketSettings>,
+    pub limits: EgressLimits,
 }
 
 /// A started bot: its bound address, its parts for tests, and a way to stop it.
@@ -46,6 +65,10 @@ pub struct RunningApp {
     pub tick_now: Arc<Notify>,
     /// Notified when new Slack calls are durable in the outbox.
     pub egress_wake: Arc<Notify>,
+    /// The bot's Slack identity, when Slack is configured.
+    pub bot: Option<BotIdentity>,
+    /// Changes after every delivered Slack call.
+    pub egress_activity: Option<watch::Receiver<u64>>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -53,7 +76,7 @@ pub struct RunningApp {
 impl RunningApp {
     /// Builds the bot from settings and starts it: store, processor, HTTP server on `listen`
     /// (port 0 picks a free port; see `addr`).
-    pub async fn start(settings: Settings, interpreter: Box<dyn Interpreter>) -> anyhow::Result<RunningApp> {
+    pub async fn start(settings: Settings) -> anyhow::Result<RunningApp> {
         let store = Arc::new(
             SledStore::open(&settings.data_dir)
                 .with_context(|| format!("cannot open the data directory {}", settings.data_dir.display()))?,
@@ -69,6 +92,27 @@ impl RunningApp {
         let inbox = Inbox::new(dyn_store.clone(), commit.clone(), wake.clone(), metrics.clone());
 
         let policy = Arc::new(settings.policy);
+
+        // Slack: learn who we are first, so a bad token stops startup with a clear message.
+        let slack = match &settings.slack {
+            Some(s) => {
+                let api = Arc::new(SlackApi::new(&s.api_url, &s.bot_token, s.limits.call_timeout)?);
+                let bot = match api.auth_test().await {
+                    Ok(bot) => bot,
+                    Err(CallError::Auth(code)) => anyhow::bail!(
+                        "Slack refused SLACK_BOT_TOKEN ({code}); copy the bot token (xoxb-...) from the app's OAuth & Permissions page"
+                    ),
+                    Err(e) => return Err(anyhow::anyhow!("cannot reach Slack at {} for auth.test: {e}", s.api_url)),
+                };
+                tracing::info!(user = %bot.user_id, bot = ?bot.bot_id, team = bot.team_id.as_str(), "Slack identity");
+                Some((api, bot))
+            }
+            None => None,
+        };
+        let interpreter: Box<dyn Interpreter> = match &slack {
+            Some((_, bot)) => Box::new(SlackInterpreter::new(policy.clone(), bot.clone())),
+            None => Box::new(DomainOnly),
+        };
         let processor = Processor::new(dyn_store.clone(), policy, settings.clock.clone(), metrics.clone(), interpreter)
             .context("cannot load open incidents")?;
         let links = ProcessorLinks {
@@ -84,7 +128,37 @@ impl RunningApp {
         wake.notify_one();
         let mut tasks = vec![tokio::spawn(processor::run(processor, links))];
 
-        let router = server::ops_routes(server::OpsState { store: dyn_store.clone(), metrics: metrics.clone() });
+        let mut router = server::ops_routes(server::OpsState { store: dyn_store.clone(), metrics: metrics.clone() });
+        let mut egress_activity = None;
+        if let (Some((api, _)), Some(s)) = (&slack, &settings.slack) {
+            let egress = Egress::new(
+                dyn_store.clone(),
+                api.clone(),
+                inbox.clone(),
+                metrics.clone(),
+                s.limits.clone(),
+                shutdown.clone(),
+            );
+            egress_activity = Some(egress.activity());
+            tasks.push(tokio::spawn(egress.run(egress_wake.clone())));
+            if let Some(secret) = &s.signing_secret {
+                router = router.merge(crate::slack::ingress::routes(crate::slack::ingress::IngressState::new(
+                    inbox.clone(),
+                    secret,
+                )));
+                tracing::info!("Slack HTTP mode: /slack/events, /slack/commands, /slack/interactions");
+            }
+            if let Some(socket) = &s.socket {
+                tasks.push(tokio::spawn(crate::slack::socket::run(
+                    api.clone(),
+                    socket.clone(),
+                    inbox.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                )));
+                tracing::info!("Slack Socket Mode enabled");
+            }
+        }
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -97,12 +171,53 @@ impl RunningApp {
             }
         }));
         tracing::info!(%addr, "listening");
-        Ok(RunningApp { addr, store, inbox, metrics, handled, tick_now, egress_wake, shutdown, tasks })
+        let bot = slack.map(|(_, bot)| bot);
+        Ok(RunningApp {
+            addr,
+            store,
+            inbox,
+            metrics,
+            handled,
+            tick_now,
+            egress_wake,
+            bot,
+            egress_activity,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Waits until at least `n` inbox events have been handled in total.
     pub async fn wait_handled(&mut self, n: u64) {
         let _ = self.handled.wait_for(|h| *h >= n).await;
+    }
+
+    /// Waits until everything accepted so far is processed and every Slack call it caused is
+    /// delivered: the inbox and the outbox are empty. Waits on progress signals, never sleeps.
+    pub async fn wait_idle(&mut self) {
+        let mut egress = self.egress_activity.clone();
+        loop {
+            self.handled.borrow_and_update();
+            if let Some(e) = egress.as_mut() {
+                e.borrow_and_update();
+            }
+            let handled = *self.handled.borrow();
+            let outbox_empty = self.store.pending_outbox().map(|p| p.is_empty()).unwrap_or(false) || egress.is_none();
+            if handled >= self.inbox.accepted_count() && outbox_empty {
+                return;
+            }
+            match egress.as_mut() {
+                Some(e) => {
+                    tokio::select! {
+                        _ = self.handled.changed() => {}
+                        _ = e.changed() => {}
+                    }
+                }
+                None => {
+                    let _ = self.handled.changed().await;
+                }
+            }
+        }
     }
 
     /// Stops accepting, lets the processor finish the event in hand, flushes, and returns.

@@ -79,7 +79,11 @@ pub fn outbox_entries(
                         key: Some(header_key(incident)),
                     }
                 } else {
-                    SlackOp::UpdateMessage { key: header_key(incident), message }
+                    SlackOp::UpdateMessage {
+                        channel: ChannelRef::Id(channel.clone()),
+                        key: header_key(incident),
+                        message,
+                    }
                 }));
             }
             Effect::Reply(text) => out.push(entry(SlackOp::PostMessage {
@@ -104,7 +108,10 @@ pub fn outbox_entries(
             Effect::PostPostmortem => out.push(entry(SlackOp::PostMessage {
                 channel: ChannelRef::Id(channel.clone()),
                 thread: Some(thread.clone()),
-                message: Message::text(postmortem_markdown(incident)),
+                message: Message {
+                    text: format!("Postmortem draft for {}", incident.id),
+                    blocks: vec![messages::Block::Markdown(postmortem_markdown(incident))],
+                },
                 key: Some(MessageKey::for_incident(incident.id, "postmortem")),
             })),
         }

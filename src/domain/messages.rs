@@ -30,6 +30,8 @@ pub enum Block {
     Context(String),
     Actions(Vec<Control>),
     Divider,
+    /// Standard Markdown (headings, tables), for long documents such as the postmortem.
+    Markdown(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +325,54 @@ pub fn root_cause_reminder_message(investigator: Option<&UserId>, since: TimeDel
 pub fn severity_suggestion_message(current: Severity, suggested: Severity, reason: &str) -> String {
     format!(
         ":bulb: The rules now suggest *{suggested}* ({reason}). The severity stays {current} because a person set it; press the button to accept the suggestion."
+    )
+}
+
+/// One line per incident for `/incident list`.
+pub fn incident_list_message(title: &str, incidents: &[&Incident]) -> String {
+    if incidents.is_empty() {
+        return format!("{title}: none.");
+    }
+    let mut out = format!("{title}:\n");
+    for i in incidents {
+        out.push_str(&format!(
+            "• *{}* · {} · {} — {} — commander {}, investigator {}\n",
+            i.id,
+            i.severity,
+            i.title,
+            i.status,
+            who(i.commander.as_ref(), "unassigned"),
+            who(i.investigator.as_ref(), "open"),
+        ));
+    }
+    out.trim_end().to_string()
+}
+
+/// The incident's timeline for `/incident timeline`.
+pub fn timeline_message(incident: &Incident) -> String {
+    let mut out = format!("*Timeline of {} · {}*\n", incident.id, incident.title);
+    for e in &incident.timeline {
+        out.push_str(&format!("• `{}` {} — {}\n", e.at.format("%m-%d %H:%M:%S"), e.actor, e.text));
+    }
+    out.trim_end().to_string()
+}
+
+/// Who is on call, one line per team, for `/incident oncall`.
+pub fn oncall_line(team: &str, primary: &UserId, next: Option<&UserId>, until: &str) -> String {
+    format!(
+        "• *{team}*: {} (commander) until {until}; next {} (investigator)",
+        primary.mention(),
+        next.map(UserId::mention).unwrap_or_else(|| "nobody (one-member rotation)".into())
+    )
+}
+
+/// When a command could mean several incidents.
+pub fn which_incident_message(candidates: &[&Incident]) -> String {
+    let ids: Vec<String> = candidates.iter().map(|i| format!("`{}` ({})", i.id, i.title)).collect();
+    format!(
+        "You are on several open incidents: {}. Add the id to the command, e.g. `/incident ack {}`.",
+        ids.join(", "),
+        candidates[0].id
     )
 }
 

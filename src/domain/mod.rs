@@ -4,6 +4,7 @@
 //! `app/` persists what `decide` returns. A test keeps it that way (`tests/architecture.rs`).
 
 pub mod alert;
+pub mod command;
 pub mod decide;
 pub mod ids;
 pub mod incident;

@@ -40,6 +40,8 @@ pub struct SlackPolicy {
     pub responders: Vec<UserId>,
     /// Severities that get a dedicated incident channel.
     pub incident_channel_severities: Vec<Severity>,
+    /// Socket Mode reconnects when nothing has arrived for this long.
+    pub socket_silence_limit: TimeDelta,
 }
 
 #[derive(Debug, Clone)]

@@ -25,6 +25,7 @@ pub struct RawSlack {
     pub alert_bots: Vec<String>,
     pub responders: Vec<String>,
     pub incident_channel_severities: Option<Vec<i64>>,
+    pub socket_silence_limit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

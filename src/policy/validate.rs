@@ -283,11 +283,15 @@ fn build_slack(raw: RawSlack, p: &mut Problems) -> SlackPolicy {
             .filter_map(|(i, l)| severity_level(l, &format!("slack.incident_channel_severities[{i}]"), p))
             .collect(),
     };
+    let socket_silence_limit =
+        duration(raw.socket_silence_limit.as_deref().unwrap_or("10m"), "slack.socket_silence_limit", p)
+            .unwrap_or(TimeDelta::minutes(10));
     SlackPolicy {
         alert_channels: ids(raw.alert_channels, "slack.alert_channels", p),
         alert_bots: ids(raw.alert_bots, "slack.alert_bots", p),
         responders: ids(raw.responders, "slack.responders", p),
         incident_channel_severities,
+        socket_silence_limit,
     }
 }
 

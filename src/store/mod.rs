@@ -81,8 +81,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Calls not yet delivered, oldest first.
     fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError>;
-    /// Removes a delivered (or abandoned) call; with a key, remembers what Slack answered under it.
-    fn complete_outbox(&self, seq: OutboxSeq, remember: Option<(&MessageKey, &Delivery)>) -> Result<(), StoreError>;
+    /// Removes a delivered (or abandoned) call; with a key, remembers what Slack answered under it;
+    /// with `then`, puts that event in the inbox in the same transaction (delivery feedback).
+    fn complete_outbox(
+        &self,
+        seq: OutboxSeq,
+        remember: Option<(&MessageKey, &Delivery)>,
+        then: Option<&InboxEvent>,
+    ) -> Result<(), StoreError>;
+    /// Remembers what Slack answered under `key` before the call completes (multi-step calls).
+    fn put_message_ref(&self, key: &MessageKey, delivery: &Delivery) -> Result<(), StoreError>;
     /// What Slack answered for the message or channel posted under `key`.
     fn get_message_ref(&self, key: &MessageKey) -> Result<Option<Delivery>, StoreError>;
 

@@ -115,8 +115,9 @@ pub enum ThreadRef {
 pub enum SlackOp {
     /// chat.postMessage; when `key` is set, the message's ts is remembered under it.
     PostMessage { channel: ChannelRef, thread: Option<ThreadRef>, message: Message, key: Option<MessageKey> },
-    /// chat.update of a message posted earlier under `key`. Only the latest update per key is sent.
-    UpdateMessage { key: MessageKey, message: Message },
+    /// chat.update of a message posted earlier under `key` in `channel`. Only the latest update
+    /// per key is sent.
+    UpdateMessage { channel: ChannelRef, key: MessageKey, message: Message },
     /// reactions.add.
     AddReaction { channel: ChannelId, ts: String, emoji: String },
     /// chat.postEphemeral: only `user` sees it.

@@ -294,16 +294,31 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn complete_outbox(&self, seq: OutboxSeq, remember: Option<(&MessageKey, &Delivery)>) -> Result<(), StoreError> {
+    fn complete_outbox(
+        &self,
+        seq: OutboxSeq,
+        remember: Option<(&MessageKey, &Delivery)>,
+        then: Option<&InboxEvent>,
+    ) -> Result<(), StoreError> {
         let remembered = remember.map(|(k, d)| (k.0.as_bytes().to_vec(), encode(d)));
-        let result = (&self.outbox, &self.message_refs).transaction(|(outbox, refs)| {
+        let follow_up = then.map(encode);
+        let result = (&self.outbox, &self.message_refs, &self.inbox).transaction(|(outbox, refs, inbox)| {
             outbox.remove(&be(seq))?;
             if let Some((key, delivery)) = &remembered {
                 refs.insert(key.as_slice(), delivery.as_slice())?;
             }
+            if let Some(event) = &follow_up {
+                let n = inbox.generate_id()?;
+                inbox.insert(&be(n), event.as_slice())?;
+            }
             Ok(())
         });
         result.map_err(tx_error)
+    }
+
+    fn put_message_ref(&self, key: &MessageKey, delivery: &Delivery) -> Result<(), StoreError> {
+        self.message_refs.insert(key.0.as_bytes(), encode(delivery))?;
+        Ok(())
     }
 
     fn get_message_ref(&self, key: &MessageKey) -> Result<Option<Delivery>, StoreError> {

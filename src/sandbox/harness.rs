@@ -1,0 +1,361 @@
+//! The sandbox harness: the real bot wired to the sandbox Slack over loopback, driven like a
+//! conversation. Tests (and the demo) describe people and channels, act as people do, and read
+//! what the bot said.
+//!
+//! ```text
+//! let mut t = Harness::start(HarnessOptions::http(policy_text)).await;
+//! t.mention(ALICE, "C0ALERTS1", None, "help").await;
+//! t.expect_reply("C0ALERTS1", "declare");
+//! t.finish();
+//! ```
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use super::slack::{self, Delivery, DeliveryResult, Private, SandboxLimits, SlackSandbox, StoredMessage};
+use crate::app::clock::{Clock, ManualClock, SystemClock};
+use crate::app::{RunningApp, Settings, SlackSettings};
+use crate::policy::Policy;
+use crate::slack::egress::EgressLimits;
+use crate::slack::socket::SocketSettings;
+
+/// How the sandbox reaches the bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Socket,
+}
+
+pub struct HarnessOptions {
+    pub mode: Mode,
+    pub policy: String,
+    pub egress: EgressLimits,
+    pub sandbox_limits: SandboxLimits,
+    /// Socket Mode's silence limit (watchdog).
+    pub silence_limit: Duration,
+    /// `Some` runs the bot on a manual clock (timers fire when the test says).
+    pub clock: Option<Arc<ManualClock>>,
+    /// Use this data directory instead of a fresh temporary one.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl HarnessOptions {
+    pub fn new(mode: Mode, policy: &str) -> HarnessOptions {
+        HarnessOptions {
+            mode,
+            policy: policy.to_string(),
+            egress: EgressLimits::fast(),
+            sandbox_limits: SandboxLimits::RELAXED,
+            silence_limit: Duration::from_secs(600),
+            clock: None,
+            data_dir: None,
+        }
+    }
+
+    pub fn http(policy: &str) -> HarnessOptions {
+        HarnessOptions::new(Mode::Http, policy)
+    }
+
+    pub fn socket(policy: &str) -> HarnessOptions {
+        HarnessOptions::new(Mode::Socket, policy)
+    }
+}
+
+/// The bot and its sandbox, running.
+pub struct Harness {
+    pub sandbox: SlackSandbox,
+    pub app: RunningApp,
+    pub mode: Mode,
+    policy: String,
+    egress: EgressLimits,
+    silence_limit: Duration,
+    clock: Arc<dyn Clock>,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    seen: HashSet<(String, String)>,
+    privates_seen: usize,
+}
+
+/// The people and channels the policy names exist in the workspace; the bot is in every channel.
+fn populate(sandbox: &SlackSandbox, policy: &Policy) {
+    let mut users: Vec<String> = Vec::new();
+    let mut channels: Vec<String> = policy.slack.alert_channels.iter().map(|c| c.to_string()).collect();
+    for team in &policy.teams {
+        users.extend(team.rotation.members().iter().map(|u| u.to_string()));
+        users.extend(team.escalation.iter().map(|u| u.to_string()));
+        channels.push(team.channel.to_string());
+    }
+    users.extend(policy.slack.responders.iter().map(|u| u.to_string()));
+    users.sort();
+    users.dedup();
+    channels.sort();
+    channels.dedup();
+    for u in &users {
+        sandbox.add_user(u, &u.to_lowercase());
+    }
+    for c in &channels {
+        let mut members: Vec<&str> = users.iter().map(String::as_str).collect();
+        members.push(slack::BOT_USER_ID);
+        sandbox.add_channel(c, &format!("alerts-{}", c.to_lowercase()), &members);
+    }
+}
+
+async fn start_bot(
+    sandbox: &SlackSandbox,
+    mode: Mode,
+    policy: Policy,
+    data_dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    egress: EgressLimits,
+    silence_limit: Duration,
+) -> anyhow::Result<RunningApp> {
+    let slack = SlackSettings {
+        api_url: sandbox.api_url(),
+        bot_token: SecretString::from(slack::BOT_TOKEN),
+        signing_secret: (mode == Mode::Http).then(|| SecretString::from(slack::SIGNING_SECRET)),
+        socket: (mode == Mode::Socket).then(|| SocketSettings {
+            app_token: SecretString::from(slack::APP_TOKEN),
+            silence_limit,
+            connections: 1,
+            reconnect_seconds: 1,
+        }),
+        limits: egress,
+    };
+    let settings = Settings {
+        policy,
+        data_dir,
+        listen: "127.0.0.1:0".parse().expect("loopback address"),
+        clock,
+        tick_every: Duration::from_secs(3600),
+        slack: Some(slack),
+    };
+    let opened_before = sandbox.connections_opened();
+    let app = RunningApp::start(settings).await?;
+    match mode {
+        Mode::Http => sandbox.set_delivery(Delivery::Http { base: format!("http://{}", app.addr) }),
+        Mode::Socket => {
+            sandbox.set_delivery(Delivery::Socket);
+            anyhow::ensure!(
+                sandbox.wait_connections(opened_before + 1, Duration::from_secs(20)).await,
+                "the bot did not open a Socket Mode connection"
+            );
+        }
+    }
+    Ok(app)
+}
+
+impl Harness {
+    /// Starts a sandbox workspace populated from the policy, then the bot against it.
+    pub async fn start(options: HarnessOptions) -> Harness {
+        crate::cli::install_crypto_provider();
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
+        let sandbox = SlackSandbox::start(options.sandbox_limits).await.expect("the sandbox starts");
+        let policy = Policy::parse(&options.policy).expect("the harness policy is valid");
+        populate(&sandbox, &policy);
+        let (data_dir, temp) = match options.data_dir {
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::tempdir().expect("a temporary directory");
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let clock: Arc<dyn Clock> = match &options.clock {
+            Some(c) => c.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let app = start_bot(
+            &sandbox,
+            options.mode,
+            policy,
+            data_dir.clone(),
+            clock.clone(),
+            options.egress.clone(),
+            options.silence_limit,
+        )
+        .await
+        .expect("the bot starts against the sandbox");
+        Harness {
+            sandbox,
+            app,
+            mode: options.mode,
+            policy: options.policy,
+            egress: options.egress,
+            silence_limit: options.silence_limit,
+            clock,
+            data_dir,
+            _temp: temp,
+            seen: HashSet::new(),
+            privates_seen: 0,
+        }
+    }
+
+    /// Stops the bot cleanly and starts it again on the same data and sandbox.
+    pub async fn restart(self) -> Harness {
+        let Harness { sandbox, app, mode, policy, egress, silence_limit, clock, data_dir, _temp, seen, privates_seen } =
+            self;
+        app.shutdown().await.expect("the bot stops cleanly");
+        let parsed = Policy::parse(&policy).expect("valid");
+        let app = start_bot(&sandbox, mode, parsed, data_dir.clone(), clock.clone(), egress.clone(), silence_limit)
+            .await
+            .expect("the bot starts again");
+        Harness { sandbox, app, mode, policy, egress, silence_limit, clock, data_dir, _temp, seen, privates_seen }
+    }
+
+    /// Waits until the bot has handled everything and delivered every call.
+    pub async fn idle(&mut self) {
+        tokio::time::timeout(Duration::from_secs(30), self.app.wait_idle())
+            .await
+            .expect("the bot went idle within 30 s");
+    }
+
+    fn expect_acked(result: DeliveryResult, what: &str) {
+        assert!(result.is_acked(), "{what} was not accepted by the bot: {result:?}");
+    }
+
+    /// A person posts `text` in `channel` (in a thread if `thread_ts`). Returns the message ts.
+    pub async fn say(&mut self, user: &str, channel: &str, thread_ts: Option<&str>, text: &str) -> String {
+        let (ts, result) = self.sandbox.post_as_user(user, channel, text, thread_ts).await;
+        Self::expect_acked(result, "the message");
+        self.idle().await;
+        ts
+    }
+
+    /// A person mentions the bot: `@incident-commander <text>`.
+    pub async fn mention(&mut self, user: &str, channel: &str, thread_ts: Option<&str>, text: &str) -> String {
+        let text = format!("<@{}> {text}", slack::BOT_USER_ID);
+        self.say(user, channel, thread_ts, &text).await
+    }
+
+    /// A person runs `/incident <text>`; returns the private answers it produced.
+    pub async fn slash(&mut self, user: &str, channel: &str, text: &str) -> Vec<String> {
+        let result = self.sandbox.slash(user, channel, text).await;
+        Self::expect_acked(result, "the slash command");
+        self.idle().await;
+        self.new_privates().into_iter().map(|p| p.text).collect()
+    }
+
+    /// A person reacts to a message.
+    pub async fn react(&mut self, user: &str, channel: &str, ts: &str, emoji: &str) {
+        let result = self.sandbox.react(user, channel, ts, emoji).await;
+        Self::expect_acked(result, "the reaction");
+        self.idle().await;
+    }
+
+    /// A person clicks the button `action_id` on a bot message.
+    pub async fn click(&mut self, user: &str, channel: &str, ts: &str, action_id: &str) -> Vec<String> {
+        let message = self.sandbox.message(channel, ts).expect("the clicked message exists");
+        let button =
+            find_control(&message.blocks, action_id).unwrap_or_else(|| panic!("no control {action_id} on the message"));
+        let result = self
+            .sandbox
+            .click(
+                user,
+                channel,
+                ts,
+                json!({"type": "button", "action_id": action_id, "block_id": "actions", "value": button["value"]}),
+            )
+            .await;
+        Self::expect_acked(result, "the click");
+        self.idle().await;
+        self.new_privates().into_iter().map(|p| p.text).collect()
+    }
+
+    /// A person picks a severity in the header's select.
+    pub async fn select_severity(&mut self, user: &str, channel: &str, ts: &str, level: u8) -> Vec<String> {
+        let message = self.sandbox.message(channel, ts).expect("the message exists");
+        let select = find_control(&message.blocks, crate::slack::blocks::SEVERITY_SELECT).expect("a severity select");
+        let action = json!({
+            "type": "static_select", "action_id": crate::slack::blocks::SEVERITY_SELECT, "block_id": "actions",
+            "selected_option": {"text": {"type": "plain_text", "text": format!("SEV{level}")}, "value": level.to_string()},
+            "value": select["value"],
+        });
+        let result = self.sandbox.click(user, channel, ts, action).await;
+        Self::expect_acked(result, "the selection");
+        self.idle().await;
+        self.new_privates().into_iter().map(|p| p.text).collect()
+    }
+
+    /// Private answers (ephemeral messages, response URLs) not yet returned.
+    pub fn new_privates(&mut self) -> Vec<Private> {
+        let all = self.sandbox.privates();
+        let fresh = all[self.privates_seen..].to_vec();
+        self.privates_seen = all.len();
+        fresh
+    }
+
+    /// Messages the bot posted, in order.
+    pub fn bot_messages(&self) -> Vec<StoredMessage> {
+        self.sandbox.messages().into_iter().filter(|m| m.bot_id.as_deref() == Some(slack::BOT_ID)).collect()
+    }
+
+    /// The first bot message in `channel` not looked at yet whose text (or blocks) contains
+    /// `needle`; it counts as looked at.
+    pub fn expect_reply(&mut self, channel: &str, needle: &str) -> StoredMessage {
+        let found = self
+            .bot_messages()
+            .into_iter()
+            .filter(|m| m.channel == channel && !self.seen.contains(&(m.channel.clone(), m.ts.clone())))
+            .find(|m| message_contains(m, needle));
+        let Some(m) = found else {
+            let texts: Vec<String> =
+                self.bot_messages().iter().filter(|m| m.channel == channel).map(|m| m.text.clone()).collect();
+            let calls: Vec<String> = self
+                .sandbox
+                .calls()
+                .iter()
+                .map(|c| format!("{}ms {} {} -> {}", c.elapsed_ms, c.method, c.status, c.response))
+                .collect();
+            panic!(
+                "no unread bot message in {channel} contains {needle:?}; bot messages there: {texts:#?}\nSlack calls:\n{}",
+                calls.join("\n")
+            );
+        };
+        self.seen.insert((m.channel.clone(), m.ts.clone()));
+        m
+    }
+
+    /// Marks every bot message so far as looked at.
+    pub fn ack_all(&mut self) {
+        for m in self.bot_messages() {
+            self.seen.insert((m.channel, m.ts));
+        }
+    }
+
+    /// Fails if the bot posted a message the test never looked at.
+    pub fn finish(self) {
+        let unread: Vec<String> = self
+            .bot_messages()
+            .into_iter()
+            .filter(|m| !self.seen.contains(&(m.channel.clone(), m.ts.clone())))
+            .map(|m| format!("{} {}: {}", m.channel, m.ts, m.text))
+            .collect();
+        assert!(unread.is_empty(), "the bot posted messages the test never looked at:\n{}", unread.join("\n"));
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+}
+
+/// Whether a message's text or any of its block texts contains `needle`.
+pub fn message_contains(m: &StoredMessage, needle: &str) -> bool {
+    m.text.contains(needle) || m.blocks.to_string().contains(needle)
+}
+
+fn find_control<'a>(blocks: &'a Value, action_id: &str) -> Option<&'a Value> {
+    blocks
+        .as_array()?
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .find_map(|b| b["elements"].as_array()?.iter().find(|e| e["action_id"] == action_id))
+}

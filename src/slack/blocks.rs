@@ -1,0 +1,179 @@
+//! Block Kit rendering of the domain's neutral message model, within Slack's documented limits.
+
+use serde_json::{Value, json};
+
+use crate::domain::ids::Severity;
+use crate::domain::messages::{Block, ButtonStyle, Control, Message};
+
+/// Header block text: "Maximum length for the text in this field is 150 characters."
+pub const HEADER_MAX: usize = 150;
+/// Section text: "Maximum length for the text in this field is 3000 characters."
+pub const SECTION_MAX: usize = 3000;
+/// Section fields: at most 10, each at most 2000 characters.
+pub const FIELDS_MAX: usize = 10;
+pub const FIELD_MAX: usize = 2000;
+/// Markdown block: at most 12,000 characters.
+pub const MARKDOWN_MAX: usize = 12_000;
+/// Message text: Slack truncates `text` over 40,000 characters.
+pub const TEXT_MAX: usize = 40_000;
+/// action_id of the severity select on the header.
+pub const SEVERITY_SELECT: &str = "set_severity";
+
+/// Cuts `s` to at most `max` characters, marking the cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+fn mrkdwn(text: &str, max: usize) -> Value {
+    json!({"type": "mrkdwn", "text": clip(text, max)})
+}
+
+fn severity_option(s: Severity) -> Value {
+    json!({"text": {"type": "plain_text", "text": s.to_string()}, "value": s.level().to_string()})
+}
+
+/// Block Kit JSON for a message's blocks. `incident` becomes the value of every control, so an
+/// interaction names the incident it is about.
+pub fn render_blocks(message: &Message, incident: Option<&str>) -> Vec<Value> {
+    let value = incident.unwrap_or_default();
+    message
+        .blocks
+        .iter()
+        .map(|block| match block {
+            Block::Header(text) => {
+                json!({"type": "header", "text": {"type": "plain_text", "text": clip(text, HEADER_MAX), "emoji": true}})
+            }
+            Block::Section(text) => json!({"type": "section", "text": mrkdwn(text, SECTION_MAX)}),
+            Block::Fields(fields) => json!({
+                "type": "section",
+                "fields": fields.iter().take(FIELDS_MAX).map(|f| mrkdwn(f, FIELD_MAX)).collect::<Vec<_>>(),
+            }),
+            Block::Context(text) => json!({"type": "context", "elements": [mrkdwn(text, SECTION_MAX)]}),
+            Block::Divider => json!({"type": "divider"}),
+            Block::Markdown(text) => json!({"type": "markdown", "text": clip(text, MARKDOWN_MAX)}),
+            Block::Actions(controls) => json!({
+                "type": "actions",
+                "elements": controls.iter().map(|c| match c {
+                    Control::Button { action, label, style } => {
+                        let mut b = json!({
+                            "type": "button",
+                            "action_id": action.id(),
+                            "text": {"type": "plain_text", "text": label, "emoji": true},
+                            "value": value,
+                        });
+                        match style {
+                            ButtonStyle::Primary => b["style"] = json!("primary"),
+                            ButtonStyle::Danger => b["style"] = json!("danger"),
+                            ButtonStyle::Default => {}
+                        }
+                        b
+                    }
+                    Control::SeveritySelect { current } => json!({
+                        "type": "static_select",
+                        "action_id": SEVERITY_SELECT,
+                        "placeholder": {"type": "plain_text", "text": "Severity"},
+                        "initial_option": severity_option(*current),
+                        "options": Severity::ALL.iter().map(|s| severity_option(*s)).collect::<Vec<_>>(),
+                    }),
+                }).collect::<Vec<_>>(),
+            }),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::messages::ButtonAction;
+
+    #[test]
+    fn header_text_is_clipped_to_slacks_limit() {
+        let long = "x".repeat(400);
+        let blocks = render_blocks(&Message { text: String::new(), blocks: vec![Block::Header(long)] }, None);
+        let text = blocks[0]["text"]["text"].as_str().unwrap();
+        assert_eq!(text.chars().count(), HEADER_MAX);
+        assert!(text.ends_with('…'));
+    }
+
+    #[test]
+    fn controls_carry_the_incident_and_stable_action_ids() {
+        let message = Message {
+            text: String::new(),
+            blocks: vec![Block::Actions(vec![
+                Control::Button { action: ButtonAction::Resolve, label: "Resolve".into(), style: ButtonStyle::Danger },
+                Control::SeveritySelect { current: Severity::Sev2 },
+            ])],
+        };
+        let blocks = render_blocks(&message, Some("INC-4"));
+        insta::assert_json_snapshot!(blocks, @r#"
+        [
+          {
+            "elements": [
+              {
+                "action_id": "resolve",
+                "style": "danger",
+                "text": {
+                  "emoji": true,
+                  "text": "Resolve",
+                  "type": "plain_text"
+                },
+                "type": "button",
+                "value": "INC-4"
+              },
+              {
+                "action_id": "set_severity",
+                "initial_option": {
+                  "text": {
+                    "text": "SEV2",
+                    "type": "plain_text"
+                  },
+                  "value": "2"
+                },
+                "options": [
+                  {
+                    "text": {
+                      "text": "SEV1",
+                      "type": "plain_text"
+                    },
+                    "value": "1"
+                  },
+                  {
+                    "text": {
+                      "text": "SEV2",
+                      "type": "plain_text"
+                    },
+                    "value": "2"
+                  },
+                  {
+                    "text": {
+                      "text": "SEV3",
+                      "type": "plain_text"
+                    },
+                    "value": "3"
+                  },
+                  {
+                    "text": {
+                      "text": "SEV4",
+                      "type": "plain_text"
+                    },
+                    "value": "4"
+                  }
+                ],
+                "placeholder": {
+                  "text": "Severity",
+                  "type": "plain_text"
+                },
+                "type": "static_select"
+              }
+            ],
+            "type": "actions"
+          }
+        ]
+        "#);
+    }
+}

@@ -1,0 +1,510 @@
+//! Durable, rate-limited delivery of the outbox to Slack.
+//!
+//! Calls are grouped in lanes (one per channel, one per response URL): a lane delivers its calls
+//! strictly in order, and lanes run independently, so one channel's backlog or 429 never delays
+//! another channel. Pacing follows Slack's real limits: chat.postMessage about one per second per
+//! channel, other methods by their tier. A 429 pauses only that method (and channel) for
+//! `Retry-After`; 5xx and timeouts retry with exponential backoff and jitter. Updates to the same
+//! message coalesce: only the latest pending chat.update of a message is sent.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::client::{CallError, SlackApi};
+use crate::app::inbox::Inbox;
+use crate::app::metrics::Metrics;
+use crate::domain::ids::{ChannelId, IncidentId};
+use crate::store::{ChannelRef, Delivery, InboxEvent, MessageKey, OutboxEntry, OutboxSeq, SlackOp, Store, ThreadRef};
+
+/// Slack's API tiers (requests per minute per method per workspace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// About 20 per minute.
+    Tier2,
+    /// About 50 per minute.
+    Tier3,
+    /// About 100 per minute.
+    Tier4,
+}
+
+/// The documented tier of each method the bot calls besides chat.postMessage (which is limited per
+/// channel). `None`: not a Web API method (response URLs).
+pub fn tier_of(method: &str) -> Option<Tier> {
+    match method {
+        "conversations.create" | "conversations.setPurpose" => Some(Tier::Tier2),
+        "chat.update" | "reactions.add" | "conversations.invite" | "conversations.join" => Some(Tier::Tier3),
+        "chat.postEphemeral" | "users.info" | "auth.test" => Some(Tier::Tier4),
+        _ => None,
+    }
+}
+
+/// Pacing and retry settings.
+#[derive(Debug, Clone)]
+pub struct EgressLimits {
+    /// chat.postMessage per channel. Slack allows about one message per second per channel, with
+    /// short bursts.
+    pub post_per_channel: Quota,
+    /// Tier 2 methods: about 20 per minute.
+    pub tier2: Quota,
+    /// Tier 3 methods: about 50 per minute.
+    pub tier3: Quota,
+    /// Tier 4 methods: about 100 per minute.
+    pub tier4: Quota,
+    /// Longest wait for one call before it counts as failed and is retried.
+    pub call_timeout: Duration,
+    /// First retry delay after a 5xx or timeout; doubles per attempt (with jitter) up to `backoff_max`.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Pause after a 429 that carried no `Retry-After` header (Slack sometimes omits it).
+    pub retry_after_default: Duration,
+}
+
+fn per_minute(n: u32, burst: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(n).expect("positive")).allow_burst(NonZeroU32::new(burst).expect("positive"))
+}
+
+impl EgressLimits {
+    /// Slack's published limits.
+    pub fn slack() -> EgressLimits {
+        EgressLimits {
+            post_per_channel: Quota::per_second(NonZeroU32::new(1).expect("positive"))
+                .allow_burst(NonZeroU32::new(3).expect("positive")),
+            tier2: per_minute(20, 3),
+            tier3: per_minute(50, 5),
+            tier4: per_minute(100, 10),
+            call_timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            retry_after_default: Duration::from_secs(5),
+        }
+    }
+
+    /// Generous limits and quick retries, for tests and the demo against the sandbox.
+    pub fn fast() -> EgressLimits {
+        let quick = Quota::per_second(NonZeroU32::new(1000).expect("positive"))
+            .allow_burst(NonZeroU32::new(1000).expect("positive"));
+        EgressLimits {
+            post_per_channel: quick,
+            tier2: quick,
+            tier3: quick,
+            tier4: quick,
+            call_timeout: Duration::from_secs(5),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(500),
+            retry_after_default: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What happened to one outbox entry.
+enum Outcome {
+    Delivered(Option<(MessageKey, Delivery)>),
+    Abandoned(String),
+    Stopped,
+}
+
+#[derive(Default)]
+struct Lanes {
+    queues: HashMap<String, VecDeque<(OutboxSeq, OutboxEntry)>>,
+    dispatched: HashSet<OutboxSeq>,
+}
+
+/// The outbox's consumer.
+pub struct Egress {
+    store: Arc<dyn Store>,
+    api: Arc<SlackApi>,
+    inbox: Inbox,
+    metrics: Arc<Metrics>,
+    limits: EgressLimits,
+    post_limiter: DefaultKeyedRateLimiter<String>,
+    tier_limiters: HashMap<Tier, DefaultDirectRateLimiter>,
+    /// Pause keys (`method` or `chat.postMessage:<channel>`) -> until when.
+    paused: Mutex<HashMap<String, Instant>>,
+    lanes: Mutex<Lanes>,
+    /// Bumped after every completed call, so tests and the demo can wait for quiet.
+    activity: watch::Sender<u64>,
+    shutdown: CancellationToken,
+}
+
+impl Egress {
+    pub fn new(
+        store: Arc<dyn Store>,
+        api: Arc<SlackApi>,
+        inbox: Inbox,
+        metrics: Arc<Metrics>,
+        limits: EgressLimits,
+        shutdown: CancellationToken,
+    ) -> Arc<Egress> {
+        let tier_limiters = [(Tier::Tier2, limits.tier2), (Tier::Tier3, limits.tier3), (Tier::Tier4, limits.tier4)]
+            .into_iter()
+            .map(|(t, q)| (t, RateLimiter::direct(q)))
+            .collect();
+        Arc::new(Egress {
+            store,
+            api,
+            inbox,
+            metrics,
+            post_limiter: RateLimiter::keyed(limits.post_per_channel),
+            tier_limiters,
+            limits,
+            paused: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(Lanes::default()),
+            activity: watch::channel(0).0,
+            shutdown,
+        })
+    }
+
+    /// Counts completed calls; changes after each one.
+    pub fn activity(&self) -> watch::Receiver<u64> {
+        self.activity.subscribe()
+    }
+
+    /// Runs until shutdown: picks up new outbox entries whenever woken (and every few seconds, so
+    /// nothing waits on a lost wake-up), and hands them to their lanes.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
+        loop {
+            if let Err(e) = self.dispatch() {
+                error!(error = %e, "cannot read the outbox");
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = self.shutdown.cancelled() => break,
+            }
+        }
+        info!("egress stopped");
+    }
+
+    fn dispatch(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let pending = self.store.pending_outbox()?;
+        self.metrics.outbox_depth.set(pending.len() as i64);
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        for (seq, entry) in pending {
+            if !lanes.dispatched.insert(seq) {
+                continue;
+            }
+            let lane = lane_of(&entry.op);
+            let queue = lanes.queues.entry(lane.clone()).or_default();
+            let start_worker = queue.is_empty();
+            queue.push_back((seq, entry));
+            if start_worker {
+                let me = self.clone();
+                tokio::spawn(async move { me.work_lane(lane).await });
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers one lane's calls in order until the lane is empty.
+    async fn work_lane(self: Arc<Self>, lane: String) {
+        loop {
+            let next = {
+                let lanes = self.lanes.lock().expect("lanes lock");
+                lanes.queues.get(&lane).and_then(|q| q.front().cloned())
+            };
+            let Some((seq, entry)) = next else { return };
+            let superseded =
+                matches!(&entry.op, SlackOp::UpdateMessage { key, .. } if self.has_later_update(&lane, seq, key));
+            let outcome = if superseded {
+                Outcome::Abandoned("superseded by a later update".into())
+            } else {
+                self.deliver(&entry).await
+            };
+            let result = match outcome {
+                Outcome::Stopped => return,
+                Outcome::Delivered(remember) => {
+                    self.metrics.api_call(entry.op.method(), "ok");
+                    let feedback = feedback(&entry, remember.as_ref());
+                    if feedback.is_some() {
+                        self.inbox.count_direct();
+                    }
+                    let stored =
+                        self.store.complete_outbox(seq, remember.as_ref().map(|(k, d)| (k, d)), feedback.as_ref());
+                    if feedback.is_some() {
+                        if stored.is_ok() {
+                            let _ = self.inbox.flush_and_wake().await;
+                        } else {
+                            self.inbox.uncount_direct();
+                        }
+                    }
+                    stored
+                }
+                Outcome::Abandoned(reason) => {
+                    if !superseded {
+                        self.metrics.api_call(entry.op.method(), "abandoned");
+                        error!(seq, method = entry.op.method(), reason = reason.as_str(), "Slack call abandoned");
+                    }
+                    self.store.complete_outbox(seq, None, None)
+                }
+            };
+            if let Err(e) = result {
+                error!(seq, error = %e, "cannot record the delivery; it will be retried");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let mut lanes = self.lanes.lock().expect("lanes lock");
+            lanes.dispatched.remove(&seq);
+            let queue = lanes.queues.get_mut(&lane).expect("a working lane has a queue");
+            queue.pop_front();
+            if queue.is_empty() {
+                lanes.queues.remove(&lane);
+                drop(lanes);
+                self.activity.send_modify(|n| *n += 1);
+                return;
+            }
+            drop(lanes);
+            self.activity.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn has_later_update(&self, lane: &str, seq: OutboxSeq, key: &MessageKey) -> bool {
+        let lanes = self.lanes.lock().expect("lanes lock");
+        lanes.queues.get(lane).is_some_and(|q| {
+            q.iter().any(|(s, e)| *s > seq && matches!(&e.op, SlackOp::UpdateMessage { key: k, .. } if k == key))
+        })
+    }
+
+    /// Tries a call until it succeeds, is refused for good, or the bot stops.
+    async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
+        let mut attempt: u32 = 0;
+        let mut joined = false;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Outcome::Stopped;
+            }
+            let pause_key = pause_key(&entry.op, self);
+            self.wait_turn(&entry.op, &pause_key).await;
+            let result = self.call(entry).await;
+            let delay = match result {
+                Ok(remember) => return Outcome::Delivered(remember),
+                Err(CallError::RateLimited { retry_after }) => {
+                    let pause = retry_after.unwrap_or(self.limits.retry_after_default);
+                    self.metrics.api_call(entry.op.method(), "rate_limited");
+                    warn!(
+                        method = entry.op.method(),
+                        key = pause_key.as_str(),
+                        ?pause,
+                        "Slack rate limit; pausing this method only"
+                    );
+                    self.paused.lock().expect("pause lock").insert(pause_key, Instant::now() + pause);
+                    Duration::ZERO
+                }
+                Err(CallError::Refused(code)) if code == "not_in_channel" && !joined => {
+                    joined = true;
+                    match self.channel_of(&entry.op) {
+                        Some(channel) => match self.api.join(&channel).await {
+                            Ok(()) => {
+                                info!(%channel, "joined the channel to post in it");
+                                Duration::ZERO
+                            }
+                            Err(e) => {
+                                return Outcome::Abandoned(format!(
+                                    "not_in_channel and cannot join: {e}; invite the bot"
+                                ));
+                            }
+                        },
+                        None => return Outcome::Abandoned(code),
+                    }
+                }
+                Err(CallError::Refused(code)) => return Outcome::Abandoned(code),
+                Err(e @ (CallError::Transient(_) | CallError::Auth(_))) => {
+                    attempt += 1;
+                    self.metrics.api_call(entry.op.method(), "retry");
+                    let delay = backoff(attempt, self.limits.backoff_base, self.limits.backoff_max);
+                    warn!(method = entry.op.method(), attempt, ?delay, error = %e, "Slack call failed; retrying");
+                    delay
+                }
+            };
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.shutdown.cancelled() => return Outcome::Stopped,
+                }
+            }
+        }
+    }
+
+    /// Waits for a 429 pause to end and for the method's (or channel's) rate budget.
+    async fn wait_turn(&self, op: &SlackOp, pause_key: &str) {
+        loop {
+            let until = self.paused.lock().expect("pause lock").get(pause_key).copied();
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => break,
+            }
+        }
+        match op {
+            SlackOp::PostMessage { .. } => {
+                let lane = lane_of(op);
+                self.post_limiter.until_key_ready(&lane).await;
+            }
+            other => {
+                if let Some(limiter) = tier_of(other.method()).and_then(|t| self.tier_limiters.get(&t)) {
+                    limiter.until_ready().await;
+                }
+            }
+        }
+    }
+
+    fn channel_of(&self, op: &SlackOp) -> Option<ChannelId> {
+        match op {
+            SlackOp::PostMessage { channel, .. } | SlackOp::UpdateMessage { channel, .. } => {
+                self.resolve_channel(channel).ok()
+            }
+            SlackOp::AddReaction { channel, .. } | SlackOp::PostEphemeral { channel, .. } => Some(channel.clone()),
+            _ => None,
+        }
+    }
+
+    fn resolve_channel(&self, channel: &ChannelRef) -> Result<ChannelId, CallError> {
+        match channel {
+            ChannelRef::Id(id) => Ok(id.clone()),
+            ChannelRef::Created(key) => self
+                .store
+                .get_message_ref(key)
+                .map_err(|e| CallError::Transient(e.to_string()))?
+                .and_then(|d| d.channel)
+                .ok_or_else(|| CallError::Refused(format!("channel {key} was never created"))),
+        }
+    }
+
+    fn resolve_ts(&self, key: &MessageKey) -> Result<Delivery, CallError> {
+        self.store
+            .get_message_ref(key)
+            .map_err(|e| CallError::Transient(e.to_string()))?
+            .ok_or_else(|| CallError::Refused(format!("message {key} was never posted")))
+    }
+
+    /// One attempt at a call.
+    async fn call(&self, entry: &OutboxEntry) -> Result<Option<(MessageKey, Delivery)>, CallError> {
+        let incident = entry.incident.map(|i| i.to_string());
+        match &entry.op {
+            SlackOp::PostMessage { channel, thread, message, key } => {
+                let channel = self.resolve_channel(channel)?;
+                let thread_ts = match thread {
+                    None => None,
+                    Some(ThreadRef::Ts(ts)) => Some(ts.clone()),
+                    Some(ThreadRef::Message(k)) => self.resolve_ts(k)?.ts,
+                };
+                let (channel, ts) =
+                    self.api.post_message(&channel, thread_ts.as_deref(), message, incident.as_deref()).await?;
+                Ok(key.clone().map(|k| (k, Delivery { channel: Some(channel), ts: Some(ts) })))
+            }
+            SlackOp::UpdateMessage { key, message, .. } => {
+                let target = self.resolve_ts(key)?;
+                let (Some(channel), Some(ts)) = (target.channel, target.ts) else {
+                    return Err(CallError::Refused(format!("message {key} has no channel or ts")));
+                };
+                self.api.update_message(&channel, &ts, message, incident.as_deref()).await?;
+                Ok(None)
+            }
+            SlackOp::AddReaction { channel, ts, emoji } => {
+                self.api.add_reaction(channel, ts, emoji).await.map(|_| None)
+            }
+            SlackOp::PostEphemeral { channel, user, thread_ts, text } => {
+                self.api.post_ephemeral(channel, user, thread_ts.as_deref(), text).await.map(|_| None)
+            }
+            SlackOp::Respond { url, text } => self.api.respond(url, text).await.map(|_| None),
+            SlackOp::CreateChannel { key, name, invite, purpose } => {
+                // A retry after a partial success must not create a second channel.
+                let channel = match self.store.get_message_ref(key).map_err(|e| CallError::Transient(e.to_string()))? {
+                    Some(Delivery { channel: Some(c), .. }) => c,
+                    _ => {
+                        let c = self.api.create_channel(name).await?;
+                        let delivery = Delivery { channel: Some(c.clone()), ts: None };
+                        self.store.put_message_ref(key, &delivery).map_err(|e| CallError::Transient(e.to_string()))?;
+                        c
+                    }
+                };
+                self.api.invite(&channel, invite).await?;
+                if let Err(e) = self.api.set_purpose(&channel, purpose).await {
+                    warn!(%channel, error = %e, "cannot set the incident channel's purpose");
+                }
+                Ok(Some((key.clone(), Delivery { channel: Some(channel), ts: None })))
+            }
+        }
+    }
+}
+
+/// The lane a call belongs to: calls in one lane keep their order.
+pub fn lane_of(op: &SlackOp) -> String {
+    fn channel_lane(channel: &ChannelRef) -> String {
+        match channel {
+            ChannelRef::Id(id) => id.to_string(),
+            ChannelRef::Created(key) => format!("created:{key}"),
+        }
+    }
+    match op {
+        SlackOp::PostMessage { channel, .. } | SlackOp::UpdateMessage { channel, .. } => channel_lane(channel),
+        SlackOp::AddReaction { channel, .. } => channel.to_string(),
+        SlackOp::PostEphemeral { channel, user, .. } => format!("ephemeral:{channel}:{user}"),
+        SlackOp::Respond { url, .. } => format!("respond:{url}"),
+        SlackOp::CreateChannel { key, .. } => format!("created:{key}"),
+    }
+}
+
+/// What a 429 pauses: chat.postMessage in that channel only; any other method as a whole.
+fn pause_key(op: &SlackOp, egress: &Egress) -> String {
+    match op {
+        SlackOp::PostMessage { channel, .. } => {
+            let c = egress.resolve_channel(channel).map(|c| c.to_string()).unwrap_or_else(|_| lane_of(op));
+            format!("chat.postMessage:{c}")
+        }
+        other => other.method().to_string(),
+    }
+}
+
+/// Exponential backoff with full jitter: a random delay up to `base * 2^(attempt-1)`, capped.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let cap = exp.min(max);
+    let jitter: f64 = rand::random_range(0.5..=1.0);
+    cap.mul_f64(jitter)
+}
+
+/// The event telling the processor where an incident's message landed.
+fn feedback(entry: &OutboxEntry, remember: Option<&(MessageKey, Delivery)>) -> Option<InboxEvent> {
+    let incident: IncidentId = entry.incident?;
+    let (key, delivery) = remember?;
+    let what = key.0.rsplit('/').next()?;
+    if !matches!(what, "root" | "header" | "channel") {
+        return None;
+    }
+    Some(InboxEvent::Delivered {
+        incident,
+        key: key.clone(),
+        channel: delivery.channel.clone()?,
+        ts: delivery.ts.clone().unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for attempt in 1..20 {
+            let d = backoff(attempt, base, max);
+            let ceiling = base.saturating_mul(1 << (attempt - 1).min(16)).min(max);
+            assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?} vs {ceiling:?}");
+        }
+    }
+
+    #[test]
+    fn every_method_the_bot_calls_has_a_documented_tier() {
+        assert_eq!(tier_of("chat.update"), Some(Tier::Tier3));
+        assert_eq!(tier_of("conversations.create"), Some(Tier::Tier2));
+        assert_eq!(tier_of("chat.postEphemeral"), Some(Tier::Tier4));
+        assert_eq!(tier_of("response_url"), None);
+    }
+}

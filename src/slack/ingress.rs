@@ -1,0 +1,218 @@
+//! Slack's HTTP ingress: `POST /slack/events`, `/slack/commands`, `/slack/interactions`.
+//!
+//! Each handler verifies the signature over the raw body, rejects stale timestamps, deduplicates,
+//! persists the event to the inbox and answers at once; processing happens afterwards.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::post;
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use slack_morphism::prelude::SlackSigningSecret;
+use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
+use tracing::{info, warn};
+
+use crate::app::inbox::{AcceptError, Inbox};
+use crate::domain::ids::{ChannelId, UserId};
+use crate::store::records::SlashCommand;
+use crate::store::{Acceptance, InboxEvent};
+
+/// Slack bodies are small; anything over 1 MiB is refused with 413 before it is read.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct IngressState {
+    pub inbox: Inbox,
+    verifier: Arc<SlackEventSignatureVerifier>,
+}
+
+impl IngressState {
+    pub fn new(inbox: Inbox, signing_secret: &SecretString) -> IngressState {
+        let secret = SlackSigningSecret::new(signing_secret.expose_secret().to_string());
+        IngressState { inbox, verifier: Arc::new(SlackEventSignatureVerifier::new(&secret)) }
+    }
+}
+
+pub fn routes(state: IngressState) -> Router {
+    Router::new()
+        .route("/slack/events", post(events))
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A refused request: the status and a reason a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        warn!(status = self.status.as_u16(), reason = self.reason.as_str(), "request rejected");
+        (self.status, Json(json!({"ok": false, "error": self.reason}))).into_response()
+    }
+}
+
+fn rejection(status: StatusCode, reason: impl Into<String>) -> Rejection {
+    Rejection { status, reason: reason.into() }
+}
+
+fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
+    rejection(status, reason).into_response()
+}
+
+/// Checks `X-Slack-Signature` over the raw body and the timestamp's age (five minutes).
+pub fn verify(verifier: &SlackEventSignatureVerifier, headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(signature), Some(ts)) = (
+        header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
+        header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
+    ) else {
+        return Err(rejection(StatusCode::UNAUTHORIZED, "missing X-Slack-Signature or X-Slack-Request-Timestamp"));
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Err(rejection(StatusCode::BAD_REQUEST, "the body is not UTF-8"));
+    };
+    match verifier.verify(signature, text, ts) {
+        Ok(()) => Ok(()),
+        Err(SlackEventSignatureVerifierError::IncorrectOrExpiredTimestampError(_)) => Err(rejection(
+            StatusCode::UNAUTHORIZED,
+            "stale or invalid X-Slack-Request-Timestamp (must be within 5 minutes)",
+        )),
+        Err(SlackEventSignatureVerifierError::WrongSignatureError(_)) => {
+            Err(rejection(StatusCode::UNAUTHORIZED, "X-Slack-Signature does not match the body"))
+        }
+        Err(e) => Err(rejection(StatusCode::UNAUTHORIZED, format!("cannot verify the signature: {e}"))),
+    }
+}
+
+fn accept_failed(e: AcceptError) -> Response {
+    // 5xx makes Slack retry later, which is what we want when the store is unavailable.
+    tracing::error!(error = %e, "cannot accept the event");
+    reject(StatusCode::SERVICE_UNAVAILABLE, "cannot store the event right now; Slack will retry")
+}
+
+async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = verify(&state.verifier, &headers, &body) {
+        return r.into_response();
+    }
+    let envelope: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+    };
+    match envelope["type"].as_str() {
+        Some("url_verification") => match envelope["challenge"].as_str() {
+            Some(challenge) => Json(json!({"challenge": challenge})).into_response(),
+            None => reject(StatusCode::BAD_REQUEST, "url_verification without a challenge"),
+        },
+        Some("event_callback") => {
+            let Some(event_id) = envelope["event_id"].as_str() else {
+                return reject(StatusCode::BAD_REQUEST, "event_callback without event_id");
+            };
+            if !envelope["event"].is_object() {
+                return reject(StatusCode::BAD_REQUEST, "event_callback without an event object");
+            }
+            let retry = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()).unwrap_or("0");
+            let event = InboxEvent::SlackEvent { event_id: event_id.to_string(), event: envelope["event"].clone() };
+            match state.inbox.accept(event, Some(&format!("slack-event:{event_id}")), Utc::now()).await {
+                Ok(Acceptance::Accepted(seq)) => {
+                    info!(event_id, seq, retry, "event accepted");
+                    StatusCode::OK.into_response()
+                }
+                Ok(Acceptance::Duplicate) => {
+                    info!(event_id, retry, "duplicate delivery ignored");
+                    StatusCode::OK.into_response()
+                }
+                Err(e) => accept_failed(e),
+            }
+        }
+        Some(other) => {
+            info!(kind = other, "envelope type not used by the bot");
+            StatusCode::OK.into_response()
+        }
+        None => reject(StatusCode::BAD_REQUEST, "the envelope has no type"),
+    }
+}
+
+/// Reads a slash command's form fields.
+pub fn slash_command_from_form(fields: &[(String, String)]) -> Result<SlashCommand, String> {
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let user = get("user_id").ok_or("missing user_id")?;
+    let channel = get("channel_id").ok_or("missing channel_id")?;
+    Ok(SlashCommand {
+        command: get("command").unwrap_or_else(|| "/incident".into()),
+        text: get("text").unwrap_or_default(),
+        user_id: UserId::parse(user).map_err(|e| e.to_string())?,
+        channel_id: ChannelId::parse(channel).map_err(|e| e.to_string())?,
+        response_url: get("response_url").filter(|u| !u.is_empty()),
+        trigger_id: get("trigger_id").filter(|t| !t.is_empty()),
+    })
+}
+
+/// The dedupe key of a slash command: its trigger id is unique per invocation.
+pub fn command_dedupe_key(command: &SlashCommand) -> Option<String> {
+    command.trigger_id.as_ref().map(|t| format!("slack-command:{t}"))
+}
+
+async fn commands(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = verify(&state.verifier, &headers, &body) {
+        return r.into_response();
+    }
+    let fields: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed form body: {e}")),
+    };
+    let command = match slash_command_from_form(&fields) {
+        Ok(c) => c,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("not a slash command: {e}")),
+    };
+    let key = command_dedupe_key(&command);
+    match state.inbox.accept(InboxEvent::SlashCommand { command }, key.as_deref(), Utc::now()).await {
+        // The answer comes through the response URL once the command is processed.
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => accept_failed(e),
+    }
+}
+
+/// The dedupe key of an interaction: its trigger id (or the action's timestamp and user).
+pub fn interaction_dedupe_key(payload: &Value) -> Option<String> {
+    if let Some(t) = payload["trigger_id"].as_str() {
+        return Some(format!("slack-interaction:{t}"));
+    }
+    let action_ts = payload["actions"][0]["action_ts"].as_str()?;
+    Some(format!("slack-interaction:{}:{action_ts}", payload["user"]["id"].as_str().unwrap_or_default()))
+}
+
+async fn interactions(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = verify(&state.verifier, &headers, &body) {
+        return r.into_response();
+    }
+    let fields: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
+        Ok(f) => f,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed form body: {e}")),
+    };
+    let Some((_, raw)) = fields.iter().find(|(k, _)| k == "payload") else {
+        return reject(StatusCode::BAD_REQUEST, "missing the payload field");
+    };
+    let payload: Value = match serde_json::from_str(raw) {
+        Ok(v) => v,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed payload JSON: {e}")),
+    };
+    if !payload.is_object() {
+        return reject(StatusCode::BAD_REQUEST, "the payload is not an object");
+    }
+    let key = interaction_dedupe_key(&payload);
+    match state.inbox.accept(InboxEvent::Interaction { payload }, key.as_deref(), Utc::now()).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => accept_failed(e),
+    }
+}

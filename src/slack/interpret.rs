@@ -1,0 +1,412 @@
+//! From Slack payloads (events, slash commands, interactions) to domain events and direct answers.
+//!
+//! Runs inside the serial processor, so it may read the store; it never writes.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::blocks::SEVERITY_SELECT;
+use super::client::BotIdentity;
+use crate::app::processor::{Derived, Interpretation, Interpreter};
+use crate::app::render;
+use crate::domain::command::{self, Command, CommandError, ListScope, Target};
+use crate::domain::decide::{Action, Event};
+use crate::domain::ids::{ChannelId, IncidentId, Severity, UserId};
+use crate::domain::incident::{Incident, Role};
+use crate::domain::messages::{self, ButtonAction, Message};
+use crate::policy::Policy;
+use crate::store::records::SlashCommand;
+use crate::store::{ChannelRef, InboxEvent, Origin, OutboxEntry, SlackOp, Store, ThreadRef};
+
+/// Alert parsing plugs in here (see `sources`): given a message event in an alert channel, the
+/// domain event it means, if any.
+pub type AlertReader =
+    Box<dyn Fn(&Value, &Policy, &BotIdentity, &dyn Store, DateTime<Utc>) -> Option<Interpretation> + Send>;
+
+pub struct SlackInterpreter {
+    policy: Arc<Policy>,
+    bot: BotIdentity,
+    alerts: Option<AlertReader>,
+}
+
+impl SlackInterpreter {
+    pub fn new(policy: Arc<Policy>, bot: BotIdentity) -> SlackInterpreter {
+        SlackInterpreter { policy, bot, alerts: None }
+    }
+
+    /// Reads alert messages with `reader`.
+    pub fn with_alerts(mut self, reader: AlertReader) -> SlackInterpreter {
+        self.alerts = Some(reader);
+        self
+    }
+}
+
+impl Interpreter for SlackInterpreter {
+    fn interpret(&mut self, event: &InboxEvent, store: &dyn Store, now: DateTime<Utc>) -> Interpretation {
+        match event {
+            InboxEvent::SlackEvent { event, .. } => self.slack_event(event, store, now),
+            InboxEvent::SlashCommand { command } => self.slash(command, store, now),
+            InboxEvent::Interaction { payload } => self.interaction(payload, store),
+            other => Interpretation::Ignore(format!("{} events are not Slack events", other.kind())),
+        }
+    }
+}
+
+fn calls(ops: Vec<SlackOp>, now: DateTime<Utc>) -> Interpretation {
+    Interpretation::Calls(ops.into_iter().map(|op| OutboxEntry { incident: None, op, created_at: now }).collect())
+}
+
+/// A private answer wrapped as calls.
+fn answer(origin: &Origin, text: &str, now: DateTime<Utc>) -> Interpretation {
+    calls(render::answer(origin, text).into_iter().collect(), now)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+impl SlackInterpreter {
+    fn is_own(&self, event: &Value) -> bool {
+        let user = str_of(event, "user");
+        let bot = str_of(event, "bot_id");
+        user == Some(self.bot.user_id.as_str())
+            || (bot.is_some() && bot == self.bot.bot_id.as_ref().map(|b| b.as_str()))
+    }
+
+    fn slack_event(&self, event: &Value, store: &dyn Store, now: DateTime<Utc>) -> Interpretation {
+        match str_of(event, "type") {
+            Some("app_mention") => self.mention(event, store, now),
+            Some("message") => {
+                if self.is_own(event) || event.get("message").is_some_and(|m| self.is_own(m)) {
+                    return Interpretation::Ignore("the bot's own message".into());
+                }
+                if let Some(reader) = &self.alerts
+                    && let Some(i) = reader(event, &self.policy, &self.bot, store, now)
+                {
+                    return i;
+                }
+                Interpretation::Ignore("not an alert and not addressed to the bot".into())
+            }
+            Some("reaction_added") => self.reaction(event, store),
+            Some(other) => Interpretation::Ignore(format!("{other} events are not used")),
+            None => Interpretation::Ignore("event without a type".into()),
+        }
+    }
+
+    /// `@incident-commander <command>`: same grammar as the slash command. Help and errors go in a
+    /// thread on the mention (errors only to the person who asked).
+    fn mention(&self, event: &Value, store: &dyn Store, now: DateTime<Utc>) -> Interpretation {
+        if self.is_own(event) {
+            return Interpretation::Ignore("the bot mentioned itself".into());
+        }
+        let (Some(user), Some(channel), Some(ts)) =
+            (str_of(event, "user"), str_of(event, "channel"), str_of(event, "ts"))
+        else {
+            return Interpretation::Ignore("mention without user, channel or ts".into());
+        };
+        let (Ok(user), Ok(channel)) = (UserId::parse(user), ChannelId::parse(channel)) else {
+            return Interpretation::Ignore("mention with unreadable ids".into());
+        };
+        let thread_ts = str_of(event, "thread_ts").unwrap_or(ts).to_string();
+        let mention = format!("<@{}>", self.bot.user_id);
+        let text = str_of(event, "text").unwrap_or_default().replace(&mention, " ");
+        let origin = Origin {
+            user: Some(user.clone()),
+            channel: Some(channel.clone()),
+            thread_ts: Some(thread_ts.clone()),
+            response_url: None,
+        };
+        let in_thread = str_of(event, "thread_ts")
+            .and_then(|t| store.find_incident_by_message(&channel, t).ok().flatten())
+            .map(|i| i.id);
+        let reply_channel = channel.clone();
+        let public_reply = move |text: String| {
+            calls(
+                vec![SlackOp::PostMessage {
+                    channel: ChannelRef::Id(reply_channel.clone()),
+                    thread: Some(ThreadRef::Ts(thread_ts.clone())),
+                    message: Message::text(text),
+                    key: None,
+                }],
+                now,
+            )
+        };
+        match command::parse(&text) {
+            Ok(parsed) if parsed.command == Command::Help => public_reply(command::help_text()),
+            Ok(parsed) => self.command(
+                parsed.command,
+                parsed.incident.or(in_thread),
+                user,
+                channel,
+                origin,
+                store,
+                now,
+                public_reply,
+            ),
+            Err(CommandError::Empty) => public_reply(command::help_text()),
+            Err(e) => answer(&origin, &e.to_string(), now),
+        }
+    }
+
+    fn slash(&self, cmd: &SlashCommand, store: &dyn Store, now: DateTime<Utc>) -> Interpretation {
+        let origin = Origin {
+            user: Some(cmd.user_id.clone()),
+            channel: Some(cmd.channel_id.clone()),
+            thread_ts: None,
+            response_url: cmd.response_url.clone(),
+        };
+        let parsed = match command::parse(&cmd.text) {
+            Ok(p) => p,
+            Err(e) => return answer(&origin, &e.to_string(), now),
+        };
+        // In an incident's own channel the incident is implied.
+        let in_channel = store.find_incident_by_message(&cmd.channel_id, "").ok().flatten().map(|i| i.id);
+        let reply_origin = origin.clone();
+        let reply = move |text: String| answer(&reply_origin, &text, now);
+        self.command(
+            parsed.command,
+            parsed.incident.or(in_channel),
+            cmd.user_id.clone(),
+            cmd.channel_id.clone(),
+            origin,
+            store,
+            now,
+            reply,
+        )
+    }
+
+    /// Runs a parsed command for `user`. Read-only verbs are answered here; the rest become
+    /// domain events for the incident named, implied, or the caller's only one.
+    #[allow(clippy::too_many_arguments)]
+    fn command(
+        &self,
+        command: Command,
+        named: Option<IncidentId>,
+        user: UserId,
+        channel: ChannelId,
+        origin: Origin,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+        reply: impl Fn(String) -> Interpretation,
+    ) -> Interpretation {
+        let action = match command {
+            Command::Help => return reply(command::help_text()),
+            Command::Oncall(team) => return reply(self.oncall(team.as_deref(), now)),
+            Command::List(scope) => return reply(list(store, scope, &user)),
+            Command::Timeline => {
+                return match self.target(named, &user, store) {
+                    Ok(incident) => reply(messages::timeline_message(&incident)),
+                    Err(text) => answer(&origin, &text, now),
+                };
+            }
+            Command::Declare { title, severity, team } => {
+                if let Some(t) = &team
+                    && self.policy.team(t).is_none()
+                {
+                    let names: Vec<&str> = self.policy.teams.iter().map(|t| t.name.as_str()).collect();
+                    return answer(&origin, &format!("There is no team `{t}`. Teams: {}.", names.join(", ")), now);
+                }
+                // Direct messages cannot hold an incident thread; use the team's channel then.
+                let channel = (!channel.as_str().starts_with('D')).then_some(channel);
+                let event = Event::Declare { by: user, title, severity, team, channel };
+                return Interpretation::Event(Box::new(Derived { event, incident: None, origin }));
+            }
+            Command::Ack => Action::Acknowledge,
+            Command::Sev { severity, reason } => Action::SetSeverity { severity, reason },
+            Command::Commander(target) => claim(Role::Commander, target),
+            Command::Investigator(target) => claim(Role::Investigator, target),
+            Command::Status(text) => Action::Status { text },
+            Command::Mitigated(note) => Action::Mitigated { note },
+            Command::RootCause(text) => Action::RootCause { text },
+            Command::Resolve(summary) => Action::Resolve { summary },
+            Command::Reopen => Action::Reopen,
+            Command::Note(text) => Action::Note { text },
+        };
+        match self.target(named, &user, store) {
+            Ok(incident) => Interpretation::Event(Box::new(Derived {
+                event: Event::Act { by: user, action },
+                incident: Some(incident.id),
+                origin,
+            })),
+            Err(text) => answer(&origin, &text, now),
+        }
+    }
+
+    /// The incident a command is about: named, implied, or the caller's only open one.
+    fn target(&self, named: Option<IncidentId>, user: &UserId, store: &dyn Store) -> Result<Incident, String> {
+        if let Some(id) = named {
+            return store
+                .get_incident(id)
+                .map_err(|e| format!("Cannot read {id}: {e}"))?
+                .ok_or_else(|| format!("{id} does not exist. `/incident list all` shows every incident."));
+        }
+        let open = store.open_incidents().map_err(|e| format!("Cannot read incidents: {e}"))?;
+        let mine: Vec<&Incident> = open.iter().filter(|i| i.role_of(user).is_some()).collect();
+        match (mine.as_slice(), open.as_slice()) {
+            ([one], _) => Ok((*one).clone()),
+            ([], [only]) => Ok(only.clone()),
+            ([], []) => Err("There is no open incident. `/incident declare <title>` opens one.".into()),
+            ([], many) => Err(messages::which_incident_message(&many.iter().collect::<Vec<_>>())),
+            (several, _) => Err(messages::which_incident_message(several)),
+        }
+    }
+
+    fn oncall(&self, team: Option<&str>, now: DateTime<Utc>) -> String {
+        let teams: Vec<_> = match team {
+            Some(name) => match self.policy.team(name) {
+                Some(t) => vec![t],
+                None => {
+                    let names: Vec<&str> = self.policy.teams.iter().map(|t| t.name.as_str()).collect();
+                    return format!("There is no team `{name}`. Teams: {}.", names.join(", "));
+                }
+            },
+            None => self.policy.teams.iter().collect(),
+        };
+        let mut out = String::from("*On call now*\n");
+        for t in teams {
+            let shift = t.rotation.shift_at(now);
+            let until = shift.ends_at.with_timezone(&t.rotation.time_zone()).format("%a %d %b %H:%M %Z").to_string();
+            out.push_str(&messages::oncall_line(&t.name, shift.primary, shift.next, &until));
+            out.push('\n');
+        }
+        out.trim_end().to_string()
+    }
+
+    fn interaction(&self, payload: &Value, store: &dyn Store) -> Interpretation {
+        if str_of(payload, "type") != Some("block_actions") {
+            return Interpretation::Ignore(format!(
+                "{} interactions are not used",
+                str_of(payload, "type").unwrap_or("untyped")
+            ));
+        }
+        let Some(user) = payload.pointer("/user/id").and_then(Value::as_str).and_then(|u| UserId::parse(u).ok()) else {
+            return Interpretation::Ignore("interaction without a user".into());
+        };
+        let channel = payload
+            .pointer("/container/channel_id")
+            .or_else(|| payload.pointer("/channel/id"))
+            .and_then(Value::as_str)
+            .and_then(|c| ChannelId::parse(c).ok());
+        let origin = Origin {
+            user: Some(user.clone()),
+            channel: channel.clone(),
+            thread_ts: None,
+            response_url: str_of(payload, "response_url").map(String::from),
+        };
+        let Some(action) = payload.pointer("/actions/0") else {
+            return Interpretation::Ignore("interaction without an action".into());
+        };
+        let action_id = str_of(action, "action_id").unwrap_or_default();
+        let incident = str_of(action, "value").and_then(|v| v.parse::<IncidentId>().ok()).or_else(|| {
+            let ts = payload.pointer("/container/message_ts").and_then(Value::as_str)?;
+            store.find_incident_by_message(channel.as_ref()?, ts).ok().flatten().map(|i| i.id)
+        });
+        let domain_action = if action_id == SEVERITY_SELECT {
+            match action
+                .pointer("/selected_option/value")
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse::<Severity>().ok())
+            {
+                Some(severity) => Action::SetSeverity { severity, reason: None },
+                None => return Interpretation::Ignore("severity select without a value".into()),
+            }
+        } else {
+            match ButtonAction::from_id(action_id) {
+                Some(ButtonAction::TakeCommand) => {
+                    Action::Claim { role: Role::Commander, user: None, take_over: false }
+                }
+                Some(ButtonAction::Investigate) => {
+                    Action::Claim { role: Role::Investigator, user: None, take_over: false }
+                }
+                Some(ButtonAction::Mitigated) => Action::Mitigated { note: None },
+                Some(ButtonAction::Resolve) => Action::Resolve { summary: None },
+                Some(ButtonAction::AcceptSeverity(severity)) => Action::AcceptSuggestedSeverity { severity },
+                Some(ButtonAction::RootCauseFound) => {
+                    let id = incident.map(|i| i.to_string()).unwrap_or_else(|| "INC-<n>".into());
+                    return Interpretation::Answer {
+                        origin,
+                        text: format!("Record the root cause with `/incident rootcause {id} <what caused it>`."),
+                    };
+                }
+                None => return Interpretation::Ignore(format!("unknown action `{action_id}`")),
+            }
+        };
+        Interpretation::Event(Box::new(Derived {
+            event: Event::Act { by: user, action: domain_action },
+            incident,
+            origin,
+        }))
+    }
+
+    /// Reactions on an incident's header: claim roles, acknowledge.
+    fn reaction(&self, event: &Value, store: &dyn Store) -> Interpretation {
+        if self.is_own(event) {
+            return Interpretation::Ignore("the bot's own reaction".into());
+        }
+        let (Some(user), Some(channel), Some(ts), Some(emoji)) = (
+            str_of(event, "user").and_then(|u| UserId::parse(u).ok()),
+            event.pointer("/item/channel").and_then(Value::as_str).and_then(|c| ChannelId::parse(c).ok()),
+            event.pointer("/item/ts").and_then(Value::as_str),
+            str_of(event, "reaction"),
+        ) else {
+            return Interpretation::Ignore("reaction without user, item or name".into());
+        };
+        let Some(incident) = store.find_incident_by_message(&channel, ts).ok().flatten() else {
+            return Interpretation::Ignore("reaction on a message that is not an incident's".into());
+        };
+        let emoji_map = &self.policy.emoji;
+        // Skin-tone variants (`eyes::skin-tone-2`) count as the base emoji.
+        let base = emoji.split("::").next().unwrap_or(emoji);
+        let action = if base == emoji_map.commander {
+            Action::Claim { role: Role::Commander, user: None, take_over: false }
+        } else if base == emoji_map.investigator {
+            Action::Claim { role: Role::Investigator, user: None, take_over: false }
+        } else if base == emoji_map.acknowledge {
+            Action::Acknowledge
+        } else {
+            return Interpretation::Ignore(format!(":{emoji}: has no meaning here"));
+        };
+        let origin = Origin {
+            user: Some(user.clone()),
+            channel: Some(channel),
+            thread_ts: incident.slack.thread_ts.clone(),
+            response_url: None,
+        };
+        Interpretation::Event(Box::new(Derived {
+            event: Event::Act { by: user, action },
+            incident: Some(incident.id),
+            origin,
+        }))
+    }
+}
+
+fn claim(role: Role, target: Target) -> Action {
+    match target {
+        Target::Claim => Action::Claim { role, user: None, take_over: false },
+        Target::Me => Action::Claim { role, user: None, take_over: true },
+        Target::User(u) => Action::Claim { role, user: Some(u), take_over: true },
+    }
+}
+
+fn list(store: &dyn Store, scope: ListScope, user: &UserId) -> String {
+    let all = match scope {
+        ListScope::All => store.all_incidents(),
+        ListScope::Open | ListScope::Mine => store.open_incidents(),
+    };
+    let all = match all {
+        Ok(a) => a,
+        Err(e) => return format!("Cannot read incidents: {e}"),
+    };
+    let chosen: Vec<&Incident> = match scope {
+        ListScope::Mine => all.iter().filter(|i| i.role_of(user).is_some()).collect(),
+        _ => all.iter().collect(),
+    };
+    let title = match scope {
+        ListScope::Open => "Open incidents",
+        ListScope::All => "All incidents",
+        ListScope::Mine => "Your open incidents",
+    };
+    messages::incident_list_message(title, &chosen)
+}

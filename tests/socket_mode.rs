@@ -1,0 +1,61 @@
+//! Socket Mode against the sandbox: acks, replies, reconnects, the silence watchdog.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use incident_commander::sandbox::harness::{Harness, HarnessOptions};
+
+#[tokio::test]
+async fn envelopes_are_acked_fast_and_answered() {
+    let mut t = Harness::start(HarnessOptions::socket(POLICY)).await;
+    let ts = t.mention(ALICE, ALERTS, None, "help").await;
+    let reply = t.expect_reply(ALERTS, "declare <title>");
+    assert_eq!(reply.thread_ts.as_deref(), Some(ts.as_str()));
+    let answers = t.slash(BOB, ALERTS, "oncall backend").await;
+    assert_eq!(answers.len(), 1);
+    assert!(
+        answers[0].contains(&user(ALICE).mention())
+            || answers[0].contains(&user(BOB).mention())
+            || answers[0].contains(&user(CAROL).mention())
+    );
+    let acks = t.sandbox.socket_acks();
+    assert!(acks.len() >= 3, "message, app_mention and the slash command were acknowledged: {acks:?}");
+    assert!(acks.iter().all(|(_, ms)| *ms < 1000), "every envelope acked within a second: {acks:?}");
+    t.finish();
+}
+
+#[tokio::test]
+async fn reconnects_after_a_disconnect_frame() {
+    let mut t = Harness::start(HarnessOptions::socket(POLICY)).await;
+    let before = t.sandbox.connections_opened();
+    t.sandbox.disconnect_all("refresh_requested");
+    assert!(t.sandbox.wait_connections(before + 1, Duration::from_secs(20)).await, "the bot reconnected");
+    t.mention(ALICE, ALERTS, None, "help").await;
+    t.expect_reply(ALERTS, "declare <title>");
+    t.finish();
+}
+
+#[tokio::test]
+async fn the_watchdog_replaces_a_silent_connection() {
+    let mut options = HarnessOptions::socket(POLICY);
+    options.silence_limit = Duration::from_millis(600);
+    let mut t = Harness::start(options).await;
+    let before = t.sandbox.connections_opened();
+    // The connection stays open but carries nothing any more, in either direction.
+    t.sandbox.silence_all();
+    assert!(t.sandbox.wait_connections(before + 1, Duration::from_secs(20)).await, "the watchdog reconnected");
+    let metrics = t.app.metrics.encode();
+    let count: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("incident_commander_socket_watchdog_reconnects_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(count >= 1, "{metrics}");
+    // Events flow on the new connection.
+    t.mention(ALICE, ALERTS, None, "help").await;
+    t.expect_reply(ALERTS, "declare <title>");
+    t.finish();
+}
