@@ -118,6 +118,7 @@ fn main() {
                 socket: None,
                 limits: EgressLimits::slack(),
             }),
+            webhook_token: None,
         };
         let mut app = RunningApp::start(settings).await.unwrap();
 

@@ -33,6 +33,21 @@ pub struct Cli {
 pub enum Command {
     /// Run the bot.
     Serve(ServeArgs),
+    /// Show what the bot would do with one alert payload (Slack event or message, Datadog,
+    /// Alertmanager or Grafana webhook body), as JSON. Exits 2 on a payload it cannot read.
+    Simulate {
+        /// The payload file, or `-` for standard input.
+        payload: PathBuf,
+        /// The policy file (TOML).
+        #[arg(long, env = "INCIDENT_COMMANDER_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+        /// A data directory to read open incidents from (the bot must not be running on it).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Simulate at this time (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<DateTime<Utc>>,
+    },
     /// Validate a policy file and show who is on call; exits 2 listing every problem.
     CheckConfig {
         /// The policy file (TOML).
@@ -61,6 +76,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file, at } => check_config(&file, at.unwrap_or_else(Utc::now)),
+        Command::Simulate { payload, config, data_dir, at } => {
+            simulate(&payload, &config, data_dir.as_deref(), at.unwrap_or_else(Utc::now))
+        }
         Command::Serve(args) => {
             init_tracing();
             install_crypto_provider();
@@ -121,6 +139,55 @@ fn check_config(path: &Path, at: DateTime<Utc>) -> ExitCode {
     }
 }
 
+fn simulate(payload: &Path, config: &Path, data_dir: Option<&Path>, at: DateTime<Utc>) -> ExitCode {
+    let policy = match load_policy(config) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let text = if payload.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map(|_| s)
+    } else {
+        std::fs::read_to_string(payload)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", payload.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let store = match data_dir {
+        None => None,
+        Some(dir) if !dir.join("db").exists() => {
+            eprintln!("{} holds no incident-commander data", dir.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+        Some(dir) => match crate::store::SledStore::open(dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("{e} (stop the bot, or simulate against a copy of the directory)");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+    };
+    match crate::simulate::simulate(&text, &policy, store.as_ref().map(|s| s as &dyn crate::store::Store), at) {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report).expect("JSON values serialize"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot read {} as an alert: {e}", payload.display());
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
 /// What `check-config` prints for a valid file.
 pub fn policy_summary(policy: &Policy, path: &Path, at: DateTime<Utc>) -> String {
     use std::fmt::Write;
@@ -175,6 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         clock: Arc::new(SystemClock),
         tick_every: Duration::from_secs(1),
         slack,
+        webhook_token: env_secret("WEBHOOK_TOKEN"),
     };
     let app = RunningApp::start(settings).await?;
     tracing::info!(addr = %app.addr, "incident-commander is running");

@@ -8,5 +8,7 @@ pub mod cli;
 pub mod domain;
 pub mod policy;
 pub mod sandbox;
+pub mod simulate;
 pub mod slack;
+pub mod sources;
 pub mod store;

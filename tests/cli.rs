@@ -145,3 +145,77 @@ fn manifest_is_valid_slack_manifest_yaml_with_what_the_bot_needs() {
     assert_eq!(m["display_information"]["name"], "incident-commander");
     assert!(m["display_information"]["name"].as_str().unwrap().len() <= 35, "Slack limits app names to 35 characters");
 }
+
+fn simulate(payload: &str, extra: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payload.json");
+    std::fs::write(&path, payload).unwrap();
+    let out = Command::new(BIN)
+        .args(["simulate", path.to_str().unwrap(), "--config", EXAMPLE, "--at", "2026-11-25T12:00:00Z"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn simulate_explains_a_datadog_slack_alert() {
+    let envelope = serde_json::json!({
+        "type": "event_callback", "event_id": "Ev1", "team_id": "T1",
+        "event": {"type": "message", "subtype": "bot_message", "bot_id": "B0DD", "username": "Datadog", "text": "",
+                  "ts": "1800000000.000100", "channel": "C0ALERTS1",
+                  "attachments": [{"title": "[P1] [Triggered on {service:api-gateway,env:prod}] API errors",
+                                   "title_link": "https://app.datadoghq.com/monitors/77"}]}
+    });
+    let (code, stdout, stderr) = simulate(&envelope.to_string(), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["format"], "slack_envelope");
+    let a = &report["alerts"][0];
+    assert_eq!(a["fingerprint"], "datadog:monitor:77:env:prod,service:api-gateway");
+    assert_eq!(a["team"], "backend");
+    assert_eq!(a["decision"]["action"], "open");
+    assert_eq!(a["decision"]["incident"], "INC-1");
+    assert_eq!(a["severity"]["level"], "SEV1");
+    assert_eq!(a["severity"]["reason"], "P1 alert in production");
+    assert_eq!(a["commander"], "U0AAA");
+    assert_eq!(a["investigator"], "U0BBB");
+    assert!(a["thread"].as_str().unwrap().contains("reply thread on the alert message 1800000000.000100"));
+}
+
+#[test]
+fn simulate_folds_repeats_and_says_why_it_ignores() {
+    let am = serde_json::json!({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "Down", "team": "frontend"}, "startsAt": "2026-11-25T11:00:00Z", "fingerprint": "x1"},
+        {"status": "firing", "labels": {"alertname": "Down", "team": "frontend"}, "startsAt": "2026-11-25T11:05:00Z", "fingerprint": "x1"},
+        {"status": "resolved", "labels": {"alertname": "Other"}, "startsAt": "2026-11-25T10:00:00Z", "endsAt": "2026-11-25T10:30:00Z", "fingerprint": "x2"}
+    ]});
+    let (code, stdout, _) = simulate(&am.to_string(), &[]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["format"], "alertmanager");
+    let decisions: Vec<&str> =
+        report["alerts"].as_array().unwrap().iter().map(|a| a["decision"]["action"].as_str().unwrap()).collect();
+    assert_eq!(decisions, ["open", "fold", "ignore"]);
+    assert_eq!(report["alerts"][0]["team"], "frontend");
+    assert_eq!(report["alerts"][1]["decision"]["incident"], "INC-1");
+    assert!(
+        report["alerts"][2]["decision"]["reason"].as_str().unwrap().contains("Recovered alert with no open incident")
+    );
+
+    let person = serde_json::json!({"type": "message", "user": "U0AAA", "text": "[Triggered] hi", "ts": "1.1", "channel": "C0ALERTS1"});
+    let (code, stdout, _) = simulate(&person.to_string(), &[]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["alerts"].as_array().unwrap().len(), 0);
+    assert!(report["notes"][0].as_str().unwrap().starts_with("not an alert"));
+}
+
+#[test]
+fn simulate_refuses_unreadable_payloads_with_exit_2() {
+    for bad in ["not json", "[1,2,3]", "{\"hello\": 1}", "{\"version\": \"4\", \"alerts\": []}"] {
+        let (code, _, stderr) = simulate(bad, &[]);
+        assert_eq!(code, 2, "{bad}");
+        assert!(stderr.starts_with("cannot read"), "{stderr}");
+    }
+}

@@ -289,6 +289,7 @@ async fn startup_fails_clearly_on_a_bad_token() {
             socket: None,
             limits: EgressLimits::fast(),
         }),
+        webhook_token: None,
     };
     let err = incident_commander::app::RunningApp::start(settings).await.err().expect("startup fails");
     let text = format!("{err:#}");

@@ -104,6 +104,34 @@ impl Inbox {
         Ok(())
     }
 
+    /// Like [`Inbox::accept`] for several events at once, in one transaction and one flush.
+    pub async fn accept_many(
+        &self,
+        events: Vec<(InboxEvent, Option<String>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Acceptance>, AcceptError> {
+        let kinds: Vec<KindLabel> = events.iter().map(|(e, _)| KindLabel { kind: e.kind().to_string() }).collect();
+        let store = self.store.clone();
+        let batch: Vec<_> = events.into_iter().map(|(e, k)| (e, k.map(|k| (k, now + DEDUPE_WINDOW)))).collect();
+        let results = tokio::task::spawn_blocking(move || store.accept_events(&batch))
+            .await
+            .map_err(|e| AcceptError::Flush(e.to_string()))??;
+        let accepted = results.iter().filter(|r| matches!(r, Acceptance::Accepted(_))).count() as u64;
+        if accepted > 0 {
+            self.accepted.fetch_add(accepted, Ordering::SeqCst);
+            self.commit.flush().await.map_err(AcceptError::Flush)?;
+            self.wake.notify_one();
+        }
+        for (kind, r) in kinds.iter().zip(&results) {
+            let counter = match r {
+                Acceptance::Accepted(_) => &self.metrics.events_accepted,
+                Acceptance::Duplicate => &self.metrics.events_duplicate,
+            };
+            counter.get_or_create(kind).inc();
+        }
+        Ok(results)
+    }
+
     /// Stores the event (refusing a duplicate `dedupe_key`), waits until it is on disk, and wakes
     /// the processor. When this returns `Accepted`, the event will be processed even after a crash.
     pub async fn accept(

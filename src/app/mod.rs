@@ -6,6 +6,7 @@ pub mod metrics;
 pub mod processor;
 pub mod render;
 pub mod server;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct Settings {
     pub tick_every: Duration,
     /// Slack; without it the bot only takes webhooks and domain events.
     pub slack: Option<SlackSettings>,
+    /// Shared secret for the alert webhooks (`WEBHOOK_TOKEN`); `None` turns them off.
+    pub webhook_token: Option<SecretString>,
 }
 
 /// How to reach Slack.
@@ -129,6 +132,10 @@ impl RunningApp {
         let mut tasks = vec![tokio::spawn(processor::run(processor, links))];
 
         let mut router = server::ops_routes(server::OpsState { store: dyn_store.clone(), metrics: metrics.clone() });
+        router = router.merge(webhooks::routes(webhooks::WebhookState {
+            inbox: inbox.clone(),
+            token: settings.webhook_token.clone(),
+        }));
         let mut egress_activity = None;
         if let (Some((api, _)), Some(s)) = (&slack, &settings.slack) {
             let egress = Egress::new(

@@ -17,11 +17,17 @@ use super::clock::Clock;
 use super::inbox::GroupCommit;
 use super::metrics::Metrics;
 use super::render;
-use crate::domain::decide::{Context, Event, Outcome, State, decide};
+use crate::domain::alert::Alert;
+use crate::domain::decide::{Context, Effect, Event, Outcome, State, decide};
 use crate::domain::ids::IncidentId;
 use crate::domain::incident::Incident;
+use crate::domain::messages::Message;
+use crate::domain::storm::{StormWatch, Weather, storm_summary_message};
 use crate::policy::Policy;
-use crate::store::{Commit, InboxEvent, InboxSeq, Origin, OutboxEntry, Store, StoreError};
+use crate::sources::title::parse_title;
+use crate::store::{
+    ChannelRef, Commit, InboxEvent, InboxSeq, LoggedAlert, MessageKey, Origin, OutboxEntry, SlackOp, Store, StoreError,
+};
 
 /// What handling one inbox event came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +83,8 @@ pub struct Processor {
     interpreter: Box<dyn Interpreter>,
     /// Next deadline of every open incident that has one.
     deadlines: BTreeMap<IncidentId, DateTime<Utc>>,
+    /// Alert rates per channel, for storm mode.
+    storms: StormWatch,
 }
 
 impl Processor {
@@ -89,7 +97,7 @@ impl Processor {
     ) -> Result<Processor, StoreError> {
         let deadlines =
             store.open_incidents()?.into_iter().filter_map(|i| i.deadlines.next().map(|t| (i.id, t))).collect();
-        Ok(Processor { store, policy, clock, metrics, interpreter, deadlines })
+        Ok(Processor { store, policy, clock, metrics, interpreter, deadlines, storms: StormWatch::default() })
     }
 
     pub fn policy(&self) -> &Policy {
@@ -183,24 +191,73 @@ impl Processor {
             }
             Ok(Err(refusal)) => self.refuse(seq, consumed, &origin, refusal.to_string(), now),
             Ok(Ok(Outcome::Ignored { reason })) => {
-                self.store.commit(Commit { consumed, ..Commit::default() })?;
+                let alert = alert_of(&event).map(|a| LoggedAlert {
+                    alert: a.clone(),
+                    incident: None,
+                    ignored: Some(reason.clone()),
+                });
+                self.store.commit(Commit { consumed, alert, ..Commit::default() })?;
                 Ok(self.done(seq, "ignored", existing.map(|i| i.id), reason))
             }
-            Ok(Ok(Outcome::Changed { incident, effects })) => {
+            Ok(Ok(Outcome::Changed { incident, mut effects })) => {
                 let is_new = existing.is_none();
-                let outbox = render::outbox_entries(&incident, is_new, &effects, &origin, now);
+                let mut storm_calls = Vec::new();
+                if let Some(alert) = alert_of(&event) {
+                    storm_calls = self.weather(alert, &incident, is_new, &mut effects, now);
+                }
+                let mut outbox = render::outbox_entries(&incident, is_new, &effects, &origin, now);
+                outbox.extend(storm_calls);
+                let alert = alert_of(&event).map(|a| LoggedAlert {
+                    alert: a.clone(),
+                    incident: Some(incident.id),
+                    ignored: None,
+                });
                 let id = incident.id;
                 match incident.deadlines.next().filter(|_| incident.is_open()) {
                     Some(t) => self.deadlines.insert(id, t),
                     None => self.deadlines.remove(&id),
                 };
-                self.store.commit(Commit { consumed, incident: Some(*incident), outbox, dead_letter: None })?;
+                self.store.commit(Commit { consumed, incident: Some(*incident), outbox, dead_letter: None, alert })?;
                 if is_new {
                     self.metrics.incidents_opened.inc();
                 }
                 Ok(self.done(seq, "changed", Some(id), if is_new { "opened".into() } else { String::new() }))
             }
         }
+    }
+
+    /// Storm mode: counts the alert for its channel; during a storm, repeats fold without
+    /// messages and the storm's summary message is posted or edited instead.
+    fn weather(
+        &mut self,
+        alert: &Alert,
+        incident: &Incident,
+        is_new: bool,
+        effects: &mut Vec<Effect>,
+        now: DateTime<Utc>,
+    ) -> Vec<OutboxEntry> {
+        let Some(channel) = alert.slack.as_ref().map(|m| m.channel.clone()).or_else(|| incident.slack.channel.clone())
+        else {
+            return Vec::new();
+        };
+        let monitor = parse_title(&alert.title).name;
+        let weather = self.storms.observe(&channel, &monitor, Some(incident.id), now, self.policy.alerts.storm);
+        let Some(storm) = weather.storm() else { return Vec::new() };
+        if !is_new {
+            // The summary carries the counts: repeats post nothing and leave the header alone
+            // (it catches up at the incident's next change).
+            effects.retain(|e| !matches!(e, Effect::Reply(_) | Effect::React { .. } | Effect::SyncHeader));
+        }
+        let key = MessageKey(format!("storm/{channel}/{}", storm.id));
+        let message = Message::text(storm_summary_message(storm));
+        let op = match weather {
+            Weather::Started(_) => {
+                tracing::warn!(%channel, "alert storm: repeats are summarised in one message");
+                SlackOp::PostMessage { channel: ChannelRef::Id(channel.clone()), thread: None, message, key: Some(key) }
+            }
+            _ => SlackOp::UpdateMessage { channel: ChannelRef::Id(channel.clone()), key, message },
+        };
+        vec![OutboxEntry { incident: None, op, created_at: now }]
     }
 
     fn refuse(
@@ -385,4 +442,12 @@ async fn run_tick(mut processor: Processor, links: &ProcessorLinks) -> Processor
     }
     links.handled.send_modify(|_| {});
     p
+}
+
+/// The alert an event carries, if it carries one.
+fn alert_of(event: &Event) -> Option<&Alert> {
+    match event {
+        Event::Alert(a) | Event::OpenFromAlert { alert: a, .. } => Some(a),
+        _ => None,
+    }
 }

@@ -12,6 +12,24 @@ use serde_json::json;
 use super::metrics::Metrics;
 use crate::store::Store;
 
+/// A refused request: the status and a reason a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        tracing::warn!(status = self.status.as_u16(), reason = self.reason.as_str(), "request rejected");
+        (self.status, Json(json!({"ok": false, "error": self.reason}))).into_response()
+    }
+}
+
+pub fn rejection(status: StatusCode, reason: impl Into<String>) -> Rejection {
+    Rejection { status, reason: reason.into() }
+}
+
 /// What the health and metrics routes read.
 #[derive(Clone)]
 pub struct OpsState {

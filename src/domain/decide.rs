@@ -318,8 +318,21 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
     let mut incident = current.clone();
     let mut effects = vec![Effect::SyncHeader];
     let policy = ctx.policy;
+    let thread_ts = incident.slack.thread_ts.clone();
     let track = incident.alerts.get_or_insert_with(|| AlertTrack::from_alert(alert));
-    track.count += 1;
+    // An edit of an alert message already folded in (Datadog updates its posts) is not a new alert.
+    let is_edit = alert
+        .slack
+        .as_ref()
+        .is_some_and(|m| thread_ts.as_deref() == Some(m.ts.as_str()) || track.messages.contains(&m.ts));
+    if !is_edit {
+        track.count += 1;
+        if let Some(m) = &alert.slack {
+            track.messages.push(m.ts.clone());
+            let excess = track.messages.len().saturating_sub(super::incident::MAX_REMEMBERED_MESSAGES);
+            track.messages.drain(..excess);
+        }
+    }
     track.last_seen = track.last_seen.max(alert.observed_at);
     if !track.fingerprints.contains(&alert.fingerprint) {
         track.fingerprints.push(alert.fingerprint.clone());
@@ -343,7 +356,7 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
         }
     }
     let monitor = Actor::Monitor(alert.source);
-    if notes.is_empty() {
+    if notes.is_empty() && !is_edit {
         incident.record(
             ctx.now,
             monitor.clone(),
@@ -356,7 +369,7 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
         effects.push(Effect::Reply(text));
     }
     if let Some(SlackMessageRef { channel, ts }) = &alert.slack
-        && incident.slack.thread_ts.as_deref() != Some(ts.as_str())
+        && !is_edit
     {
         effects.push(Effect::React { channel: channel.clone(), ts: ts.clone(), emoji: policy.emoji.folded.clone() });
     }

@@ -122,7 +122,13 @@ pub struct AlertTrack {
     /// Recent transition changes, for flapping detection (pruned to the policy window).
     pub recent_transitions: Vec<DateTime<Utc>>,
     pub flapping_noted: bool,
+    /// Slack messages (ts) of the alerts folded in, so an edit of one is not counted again.
+    #[serde(default)]
+    pub messages: Vec<String>,
 }
+
+/// How many alert message timestamps an incident remembers.
+pub const MAX_REMEMBERED_MESSAGES: usize = 200;
 
 impl AlertTrack {
     pub fn from_alert(alert: &Alert) -> AlertTrack {
@@ -141,6 +147,7 @@ impl AlertTrack {
             links: alert.links.clone(),
             recent_transitions: Vec::new(),
             flapping_noted: false,
+            messages: alert.slack.iter().map(|m| m.ts.clone()).collect(),
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::alert::Transition;
 use super::ids::{IncidentId, Severity, UserId};
 use super::incident::{Incident, RootCause, Status};
+use super::text::{defuse_broadcasts, escape_untrusted, safe_url};
 
 /// A message: `text` is the notification fallback, `blocks` the rich layout (may be empty).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +123,7 @@ pub fn header_message(incident: &Incident) -> Message {
     };
     let root_cause = match &incident.root_cause {
         RootCause::Unknown => "Unknown".to_string(),
-        RootCause::Found { text, .. } => format!("Found: {text}"),
+        RootCause::Found { text, .. } => format!("Found: {}", defuse_broadcasts(text)),
     };
     let mut fields = vec![
         format!("*Severity*\n{} — {}", incident.severity, incident.severity_reason),
@@ -141,14 +142,18 @@ pub fn header_message(incident: &Incident) -> Message {
             clock(alerts.last_seen)
         ));
         if !alerts.links.is_empty() {
-            let links: Vec<String> = alerts.links.iter().map(|l| format!("<{}|{}>", l.url, l.label)).collect();
+            let links: Vec<String> = alerts
+                .links
+                .iter()
+                .filter_map(|l| Some(format!("<{}|{}>", safe_url(&l.url)?, escape_untrusted(&l.label))))
+                .collect();
             fields.push(format!("*Links*\n{}", links.join(" · ")));
         }
     }
     if let Some(channel) = &incident.slack.incident_channel {
         fields.push(format!("*Channel*\n<#{channel}>"));
     }
-    let title = format!("{id} · {} · {}", incident.severity, incident.title);
+    let title = format!("{id} · {} · {}", incident.severity, escape_untrusted(&incident.title));
     let mut blocks = vec![Block::Header(title.clone()), Block::Fields(fields)];
     if incident.is_open() {
         let mut controls = vec![
@@ -210,7 +215,9 @@ pub fn header_message(incident: &Incident) -> Message {
 pub fn incident_root_message(incident: &Incident, source: &str) -> Message {
     Message::text(format!(
         ":rotating_light: *{} · {}* — {} ({source}). Details and updates in the thread.",
-        incident.id, incident.severity, incident.title
+        incident.id,
+        incident.severity,
+        escape_untrusted(&incident.title)
     ))
 }
 
@@ -249,7 +256,7 @@ pub fn severity_changed_message(from: Severity, to: Severity, reason: &str) -> S
 }
 
 pub fn status_update_message(by: &UserId, text: &str) -> String {
-    format!(":mega: *Status update* from {}: {text}", by.mention())
+    format!(":mega: *Status update* from {}: {}", by.mention(), defuse_broadcasts(text))
 }
 
 pub fn note_added_message(by: &UserId) -> String {
@@ -262,7 +269,7 @@ pub fn mitigated_message(
     investigator: Option<&UserId>,
     root_cause_known: bool,
 ) -> String {
-    let note = note.map(|n| format!(": {n}")).unwrap_or_default();
+    let note = note.map(|n| format!(": {}", defuse_broadcasts(n))).unwrap_or_default();
     let next = if root_cause_known {
         "Resolve when you are confident it is over.".to_string()
     } else {
@@ -276,7 +283,7 @@ pub fn mitigated_message(
 
 pub fn root_cause_message(by: &UserId, text: &str, updated: bool) -> String {
     let verb = if updated { "Root cause updated" } else { "Root cause found" };
-    format!(":mag: *{verb}* by {}: {text}", by.mention())
+    format!(":mag: *{verb}* by {}: {}", by.mention(), defuse_broadcasts(text))
 }
 
 pub fn resolved_message(incident: &Incident) -> String {
@@ -339,7 +346,7 @@ pub fn incident_list_message(title: &str, incidents: &[&Incident]) -> String {
             "• *{}* · {} · {} — {} — commander {}, investigator {}\n",
             i.id,
             i.severity,
-            i.title,
+            escape_untrusted(&i.title),
             i.status,
             who(i.commander.as_ref(), "unassigned"),
             who(i.investigator.as_ref(), "open"),
@@ -350,9 +357,9 @@ pub fn incident_list_message(title: &str, incidents: &[&Incident]) -> String {
 
 /// The incident's timeline for `/incident timeline`.
 pub fn timeline_message(incident: &Incident) -> String {
-    let mut out = format!("*Timeline of {} · {}*\n", incident.id, incident.title);
+    let mut out = format!("*Timeline of {} · {}*\n", incident.id, escape_untrusted(&incident.title));
     for e in &incident.timeline {
-        out.push_str(&format!("• `{}` {} — {}\n", e.at.format("%m-%d %H:%M:%S"), e.actor, e.text));
+        out.push_str(&format!("• `{}` {} — {}\n", e.at.format("%m-%d %H:%M:%S"), e.actor, defuse_broadcasts(&e.text)));
     }
     out.trim_end().to_string()
 }
@@ -368,7 +375,7 @@ pub fn oncall_line(team: &str, primary: &UserId, next: Option<&UserId>, until: &
 
 /// When a command could mean several incidents.
 pub fn which_incident_message(candidates: &[&Incident]) -> String {
-    let ids: Vec<String> = candidates.iter().map(|i| format!("`{}` ({})", i.id, i.title)).collect();
+    let ids: Vec<String> = candidates.iter().map(|i| format!("`{}` ({})", i.id, escape_untrusted(&i.title))).collect();
     format!(
         "You are on several open incidents: {}. Add the id to the command, e.g. `/incident ack {}`.",
         ids.join(", "),

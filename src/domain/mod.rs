@@ -12,6 +12,8 @@ pub mod messages;
 pub mod postmortem;
 pub mod roster;
 pub mod severity;
+pub mod storm;
+pub mod text;
 
 pub use alert::{Alert, AlertSource, Fingerprint, Transition};
 pub use decide::{Action, Context, Effect, Event, Outcome, State, decide};

@@ -24,6 +24,9 @@ use crate::policy::Policy;
 use crate::slack::egress::EgressLimits;
 use crate::slack::socket::SocketSettings;
 
+/// The webhook token the harness configures.
+pub const WEBHOOK_TOKEN: &str = "sandbox-webhook-token";
+
 /// How the sandbox reaches the bot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -133,6 +136,7 @@ async fn start_bot(
         clock,
         tick_every: Duration::from_secs(3600),
         slack: Some(slack),
+        webhook_token: Some(SecretString::from(WEBHOOK_TOKEN)),
     };
     let opened_before = sandbox.connections_opened();
     let app = RunningApp::start(settings).await?;
@@ -285,6 +289,44 @@ impl Harness {
         self.new_privates().into_iter().map(|p| p.text).collect()
     }
 
+    /// Datadog's Slack app posts a monitor notification in `channel` (legacy attachments, empty
+    /// `text`, as the app does). Returns the message ts.
+    pub async fn post_datadog_alert(&mut self, channel: &str, alert: &DatadogPost) -> String {
+        let (ts, result) =
+            self.sandbox.post_as_bot(slack::DATADOG_BOT_ID, slack::DATADOG_APP_ID, channel, alert.content()).await;
+        Self::expect_acked(result, "the Datadog post");
+        self.idle().await;
+        ts
+    }
+
+    /// Datadog's app edits its post (`message_changed`).
+    pub async fn edit_datadog_alert(&mut self, channel: &str, ts: &str, alert: &DatadogPost) {
+        let result = self.sandbox.edit_bot_message(channel, ts, alert.content()).await;
+        Self::expect_acked(result, "the Datadog edit");
+        self.idle().await;
+    }
+
+    /// Posts an alert webhook body to `/webhooks/<source>` with the harness's token. Returns the
+    /// status and the JSON answer.
+    pub async fn webhook(&mut self, source: &str, body: &Value) -> (u16, Value) {
+        let (status, answer) = self.webhook_with_token(source, body, Some(WEBHOOK_TOKEN)).await;
+        self.idle().await;
+        (status, answer)
+    }
+
+    /// Like [`Harness::webhook`] with any token (or none), without waiting for processing.
+    pub async fn webhook_with_token(&mut self, source: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let mut req = client.post(format!("http://{}/webhooks/{source}", self.app.addr)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("the bot answers");
+        let status = resp.status().as_u16();
+        let answer = resp.json().await.unwrap_or(Value::Null);
+        (status, answer)
+    }
+
     /// Private answers (ephemeral messages, response URLs) not yet returned.
     pub fn new_privates(&mut self) -> Vec<Private> {
         let all = self.sandbox.privates();
@@ -358,4 +400,58 @@ fn find_control<'a>(blocks: &'a Value, action_id: &str) -> Option<&'a Value> {
         .iter()
         .filter(|b| b["type"] == "actions")
         .find_map(|b| b["elements"].as_array()?.iter().find(|e| e["action_id"] == action_id))
+}
+
+/// A monitor notification as Datadog's Slack app posts it.
+#[derive(Debug, Clone)]
+pub struct DatadogPost {
+    /// e.g. `[P2] [Triggered on {service:api,env:prod}] API latency high`.
+    pub title: String,
+    pub monitor_id: u64,
+    pub body: String,
+    pub tags: Vec<String>,
+}
+
+impl DatadogPost {
+    pub fn new(title: &str, monitor_id: u64) -> DatadogPost {
+        DatadogPost { title: title.into(), monitor_id, body: String::new(), tags: Vec::new() }
+    }
+
+    pub fn body(mut self, body: &str) -> DatadogPost {
+        self.body = body.into();
+        self
+    }
+
+    pub fn tags(mut self, tags: &[&str]) -> DatadogPost {
+        self.tags = tags.iter().map(|t| t.to_string()).collect();
+        self
+    }
+
+    /// The message content: empty `text`, one legacy attachment, Datadog's bot profile.
+    pub fn content(&self) -> Value {
+        let color = if self.title.contains("Recovered") {
+            "#2eb67d"
+        } else if self.title.contains("Warn") {
+            "#ecb22e"
+        } else {
+            "#e01e5a"
+        };
+        let mut text = self.body.clone();
+        if !self.tags.is_empty() {
+            text.push_str(&format!("\nTags: {}", self.tags.join(", ")));
+        }
+        json!({
+            "text": "",
+            "username": "Datadog",
+            "bot_profile": {"id": slack::DATADOG_BOT_ID, "app_id": slack::DATADOG_APP_ID, "name": "Datadog", "deleted": false, "team_id": slack::TEAM_ID},
+            "attachments": [{
+                "fallback": self.title,
+                "title": self.title,
+                "title_link": format!("https://app.datadoghq.com/monitors/{}?link_source=monitor_notif", self.monitor_id),
+                "text": text,
+                "color": color,
+                "mrkdwn_in": ["text"],
+            }],
+        })
+    }
 }

@@ -183,9 +183,12 @@ impl Egress {
     }
 
     fn dispatch(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        // Read the outbox under the lanes lock: a worker finishing a call removes it from the store
+        // first and from `dispatched` under this lock, so a snapshot taken here can never hand out
+        // a call that was already delivered.
+        let mut lanes = self.lanes.lock().expect("lanes lock");
         let pending = self.store.pending_outbox()?;
         self.metrics.outbox_depth.set(pending.len() as i64);
-        let mut lanes = self.lanes.lock().expect("lanes lock");
         for (seq, entry) in pending {
             if !lanes.dispatched.insert(seq) {
                 continue;

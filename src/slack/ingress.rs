@@ -16,9 +16,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::app::inbox::{AcceptError, Inbox};
+pub use crate::app::server::{Rejection, rejection};
 use crate::domain::ids::{ChannelId, UserId};
 use crate::store::records::SlashCommand;
 use crate::store::{Acceptance, InboxEvent};
@@ -46,24 +47,6 @@ pub fn routes(state: IngressState) -> Router {
         .route("/slack/interactions", post(interactions))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-/// A refused request: the status and a reason a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub status: StatusCode,
-    pub reason: String,
-}
-
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        warn!(status = self.status.as_u16(), reason = self.reason.as_str(), "request rejected");
-        (self.status, Json(json!({"ok": false, "error": self.reason}))).into_response()
-    }
-}
-
-fn rejection(status: StatusCode, reason: impl Into<String>) -> Rejection {
-    Rejection { status, reason: reason.into() }
 }
 
 fn reject(status: StatusCode, reason: impl Into<String>) -> Response {

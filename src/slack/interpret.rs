@@ -17,6 +17,7 @@ use crate::domain::ids::{ChannelId, IncidentId, Severity, UserId};
 use crate::domain::incident::{Incident, Role};
 use crate::domain::messages::{self, ButtonAction, Message};
 use crate::policy::Policy;
+use crate::sources::slack_message::{is_datadog_app, parse_event};
 use crate::store::records::SlashCommand;
 use crate::store::{ChannelRef, InboxEvent, Origin, OutboxEntry, SlackOp, Store, ThreadRef};
 
@@ -82,16 +83,36 @@ impl SlackInterpreter {
                 if self.is_own(event) || event.get("message").is_some_and(|m| self.is_own(m)) {
                     return Interpretation::Ignore("the bot's own message".into());
                 }
-                if let Some(reader) = &self.alerts
-                    && let Some(i) = reader(event, &self.policy, &self.bot, store, now)
-                {
-                    return i;
-                }
-                Interpretation::Ignore("not an alert and not addressed to the bot".into())
+                self.alert_message(event, now)
             }
             Some("reaction_added") => self.reaction(event, store),
             Some(other) => Interpretation::Ignore(format!("{other} events are not used")),
             None => Interpretation::Ignore("event without a type".into()),
+        }
+    }
+
+    /// A message in an alert channel from Datadog's app or a configured alert bot is an alert
+    /// (edits too: they update the alert they change).
+    fn alert_message(&self, event: &Value, now: DateTime<Utc>) -> Interpretation {
+        let Some(channel) = str_of(event, "channel").and_then(|c| ChannelId::parse(c).ok()) else {
+            return Interpretation::Ignore("message without a channel".into());
+        };
+        if !self.policy.slack.alert_channels.contains(&channel) {
+            return Interpretation::Ignore(format!("{channel} is not an alert channel (slack.alert_channels)"));
+        }
+        let alert_bots = &self.policy.slack.alert_bots;
+        let is_alert_bot = |m: &Value| {
+            is_datadog_app(m) || str_of(m, "bot_id").is_some_and(|b| alert_bots.iter().any(|a| a.as_str() == b))
+        };
+        match parse_event(event, now, &is_alert_bot) {
+            Ok(Some(alert)) => {
+                let origin = Origin { channel: Some(channel), ..Origin::default() };
+                Interpretation::Event(Box::new(Derived { event: Event::Alert(alert), incident: None, origin }))
+            }
+            Ok(None) => Interpretation::Ignore(
+                "not an alert: a person's message, a thread reply, or a bot not in slack.alert_bots".into(),
+            ),
+            Err(e) => Interpretation::Ignore(format!("unreadable alert message: {e}")),
         }
     }
 

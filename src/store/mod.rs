@@ -29,6 +29,9 @@ pub enum StoreError {
     Locked { path: String, source: sled::Error },
 }
 
+/// A dedupe key and how long to remember it.
+pub type DedupeKey = (String, DateTime<Utc>);
+
 /// The answer to offering an event to the inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acceptance {
@@ -50,6 +53,17 @@ pub struct Commit {
     /// Set when the consumed event could not be handled: it is kept aside with this reason
     /// instead of being retried forever.
     pub dead_letter: Option<String>,
+    /// An alert received in this step, for the alert log (every alert is kept and counted).
+    pub alert: Option<LoggedAlert>,
+}
+
+/// An alert as the alert log keeps it: what arrived, and the incident it opened or folded into.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoggedAlert {
+    pub alert: crate::domain::alert::Alert,
+    pub incident: Option<IncidentId>,
+    /// Why no incident took it, when none did.
+    pub ignored: Option<String>,
 }
 
 /// Everything the bot persists.
@@ -71,6 +85,8 @@ pub trait Store: Send + Sync + 'static {
     /// after [`Store::flush`].
     fn accept_event(&self, event: &InboxEvent, dedupe: Option<(&str, DateTime<Utc>)>)
     -> Result<Acceptance, StoreError>;
+    /// Several events in one transaction (one webhook delivery carrying many alerts).
+    fn accept_events(&self, events: &[(InboxEvent, Option<DedupeKey>)]) -> Result<Vec<Acceptance>, StoreError>;
     /// The oldest unprocessed event.
     fn next_inbox_event(&self) -> Result<Option<(InboxSeq, InboxEvent)>, StoreError>;
     fn inbox_len(&self) -> usize;
@@ -93,6 +109,11 @@ pub trait Store: Send + Sync + 'static {
     fn put_message_ref(&self, key: &MessageKey, delivery: &Delivery) -> Result<(), StoreError>;
     /// What Slack answered for the message or channel posted under `key`.
     fn get_message_ref(&self, key: &MessageKey) -> Result<Option<Delivery>, StoreError>;
+
+    /// How many alerts the alert log holds.
+    fn alert_count(&self) -> usize;
+    /// The logged alert that arrived as this Slack message, if any (the latest one).
+    fn find_alert_by_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<LoggedAlert>, StoreError>;
 
     /// Forgets dedupe keys whose time is up. Returns how many were dropped.
     fn expire_dedupe_keys(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;

@@ -211,3 +211,7 @@ impl Versioned for OutboxEntry {
 impl Versioned for Delivery {
     const VERSION: u32 = 1;
 }
+
+impl Versioned for super::LoggedAlert {
+    const VERSION: u32 = 1;
+}

@@ -13,6 +13,8 @@ use super::*;
 const NEXT_INCIDENT_ID: &[u8] = b"next_incident_id";
 /// Key in `meta` holding the schema version of the database layout.
 const LAYOUT_VERSION_KEY: &[u8] = b"layout_version";
+/// sled's page cache (its default is 1 GiB). The working set is small: open incidents, the queues.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Bumped when trees or key formats change; older layouts are migrated on open.
 const LAYOUT_VERSION: u64 = 1;
 
@@ -36,6 +38,10 @@ pub struct SledStore {
     message_refs: Tree,
     /// inbox seq -> {reason, event} for events that could not be handled.
     dead_letters: Tree,
+    /// id -> logged alert: every alert received.
+    alerts: Tree,
+    /// `channel/ts` -> alert id, for alerts that arrived as Slack messages.
+    alerts_by_message: Tree,
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -76,6 +82,7 @@ impl SledStore {
             // Durability comes from explicit flushes before acknowledging; the background flush
             // only bounds how much unacknowledged work a crash can lose.
             .flush_every_ms(Some(500))
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| StoreError::Locked { path: dir.display().to_string(), source })?;
         let store = SledStore {
@@ -90,6 +97,8 @@ impl SledStore {
             seen_by_expiry: db.open_tree("dedupe_keys_by_expiry")?,
             message_refs: db.open_tree("message_refs")?,
             dead_letters: db.open_tree("dead_letters")?,
+            alerts: db.open_tree("alerts")?,
+            alerts_by_message: db.open_tree("alerts_by_message")?,
             db,
         };
         match store.meta.get(LAYOUT_VERSION_KEY)? {
@@ -218,6 +227,34 @@ impl Store for SledStore {
         result.map_err(tx_error)
     }
 
+    fn accept_events(
+        &self,
+        events: &[(InboxEvent, Option<(String, DateTime<Utc>)>)],
+    ) -> Result<Vec<Acceptance>, StoreError> {
+        let records: Vec<Vec<u8>> = events.iter().map(|(e, _)| encode(e)).collect();
+        let result = (&self.inbox, &self.seen, &self.seen_by_expiry).transaction(|(inbox, seen, by_expiry)| {
+            let mut out = Vec::with_capacity(events.len());
+            let mut keys_in_batch = std::collections::HashSet::new();
+            for ((_, dedupe), record) in events.iter().zip(&records) {
+                if let Some((key, until)) = dedupe {
+                    if !keys_in_batch.insert(key.clone()) || seen.get(key.as_bytes())?.is_some() {
+                        out.push(Acceptance::Duplicate);
+                        continue;
+                    }
+                    seen.insert(key.as_bytes(), &be(ms(*until)))?;
+                    let mut expiry_key = be(ms(*until)).to_vec();
+                    expiry_key.extend_from_slice(key.as_bytes());
+                    by_expiry.insert(expiry_key, &[])?;
+                }
+                let seq = inbox.generate_id()?;
+                inbox.insert(&be(seq), record.as_slice())?;
+                out.push(Acceptance::Accepted(seq));
+            }
+            Ok(out)
+        });
+        result.map_err(tx_error)
+    }
+
     fn next_inbox_event(&self) -> Result<Option<(InboxSeq, InboxEvent)>, StoreError> {
         let Some((k, v)) = self.inbox.first()? else { return Ok(None) };
         let seq = from_be(&k);
@@ -247,7 +284,10 @@ impl Store for SledStore {
 
     fn commit(&self, commit: Commit) -> Result<Vec<OutboxSeq>, StoreError> {
         let outbox_records: Vec<Vec<u8>> = commit.outbox.iter().map(encode).collect();
-        let trees = (
+        let alert_record = commit.alert.as_ref().map(encode);
+        let alert_message =
+            commit.alert.as_ref().and_then(|a| a.alert.slack.as_ref()).map(|m| message_index_key(&m.channel, &m.ts));
+        let trees = [
             &self.meta,
             &self.incidents,
             &self.open,
@@ -256,8 +296,19 @@ impl Store for SledStore {
             &self.inbox,
             &self.outbox,
             &self.dead_letters,
-        );
-        let result = trees.transaction(|(meta, incidents, open, by_fingerprint, by_message, inbox, outbox, dead)| {
+            &self.alerts,
+            &self.alerts_by_message,
+        ];
+        let result = trees[..].transaction(|t| {
+            let (meta, incidents, open, by_fingerprint, by_message) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
+            let (inbox, outbox, dead, alerts, alerts_by_message) = (&t[5], &t[6], &t[7], &t[8], &t[9]);
+            if let Some(record) = &alert_record {
+                let id = alerts.generate_id()?;
+                alerts.insert(&be(id), record.as_slice())?;
+                if let Some(key) = &alert_message {
+                    alerts_by_message.insert(key.as_slice(), &be(id))?;
+                }
+            }
             if let Some(seq) = commit.consumed {
                 let removed = inbox.remove(&be(seq))?;
                 if let (Some(reason), Some(event)) = (&commit.dead_letter, removed) {
@@ -346,6 +397,18 @@ impl Store for SledStore {
             dropped += 1;
         }
         Ok(dropped)
+    }
+
+    fn alert_count(&self) -> usize {
+        self.alerts.len()
+    }
+
+    fn find_alert_by_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<LoggedAlert>, StoreError> {
+        let Some(id) = self.alerts_by_message.get(message_index_key(channel, ts))? else { return Ok(None) };
+        match self.alerts.get(&id)? {
+            None => Ok(None),
+            Some(v) => decode(&v).map(Some).map_err(|e| corrupt(format!("alert {}", from_be(&id)), e)),
+        }
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -1,0 +1,137 @@
+//! Alert ingestion under load: 10,000 Datadog webhook alerts from 50 monitors, as fast as the
+//! client can send them, through the real webhook ingress, processor and egress (against the
+//! sandbox Slack with its limits relaxed, so the run measures the bot, not Slack's pacing).
+//!
+//! `cargo bench --bench webhooks` (optionally `-- <alerts> <monitors> <concurrency>`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use incident_commander::app::clock::SystemClock;
+use incident_commander::app::{RunningApp, Settings, SlackSettings};
+use incident_commander::policy::Policy;
+use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox};
+use incident_commander::slack::egress::EgressLimits;
+use incident_commander::store::Store;
+use serde_json::json;
+
+const POLICY: &str = r#"
+[slack]
+alert_channels = ["C0ALERTS1"]
+[[team]]
+name = "backend"
+members = ["U0ALICE01", "U0BOB0001", "U0CAROL01"]
+channel = "C0ALERTS1"
+[alerts.storm]
+count = 20
+window = "1m"
+"#;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
+    let alerts: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let monitors: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let concurrency: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
+    incident_commander::cli::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
+        sandbox.add_channel("C0ALERTS1", "alerts-backend", &[slack::BOT_USER_ID]);
+        let dir = tempfile::tempdir().unwrap();
+        let token = "bench-token";
+        let settings = Settings {
+            policy: Policy::parse(POLICY).unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            clock: Arc::new(SystemClock),
+            tick_every: Duration::from_secs(60),
+            slack: Some(SlackSettings {
+                api_url: sandbox.api_url(),
+                bot_token: secrecy::SecretString::from(slack::BOT_TOKEN),
+                signing_secret: Some(secrecy::SecretString::from(slack::SIGNING_SECRET)),
+                socket: None,
+                limits: EgressLimits::fast(),
+            }),
+            webhook_token: Some(secrecy::SecretString::from(token)),
+        };
+        let mut app = RunningApp::start(settings).await.unwrap();
+        let url = format!("http://{}/webhooks/datadog", app.addr);
+        let bodies: Vec<String> = (0..alerts)
+            .map(|i| {
+                let monitor = 1000 + i % monitors;
+                let transition = if (i / monitors) % 3 == 2 { "Recovered" } else { "Triggered" };
+                json!({
+                    "id": format!("{}", 9_000_000 + i), "event_type": "query_alert_monitor",
+                    "title": format!("[P2] [{transition} on {{service:api-{},env:prod}}] Monitor {monitor} breached", i % monitors),
+                    "date": format!("{}", 1_800_000_000_000u64 + i as u64 * 10),
+                    "body": format!("%%%\nvalue {i}\n\n[[Monitor Status](https://app.datadoghq.com/monitors/{monitor})]\n%%%"),
+                    "org": {"id": "1", "name": "bench"},
+                })
+                .to_string()
+            })
+            .collect();
+        let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+        let queue = Arc::new(tokio::sync::Mutex::new(bodies.into_iter()));
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let (client, queue, url) = (client.clone(), queue.clone(), url.clone());
+            workers.push(tokio::spawn(async move {
+                let (mut ok, mut failed) = (0usize, 0usize);
+                loop {
+                    let Some(body) = queue.lock().await.next() else { break };
+                    let r = client.post(&url).bearer_auth(token).header("content-type", "application/json").body(body).send().await;
+                    match r {
+                        Ok(r) if r.status().is_success() => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        let (mut accepted, mut failed) = (0, 0);
+        for w in workers {
+            let (o, f) = w.await.unwrap();
+            accepted += o;
+            failed += f;
+        }
+        let ingest = started.elapsed();
+        app.wait_idle().await;
+        let total = started.elapsed();
+
+        let incidents = app.store.all_incidents().unwrap();
+        let threads = incidents.iter().filter(|i| i.slack.thread_ts.is_some()).count();
+        let posts = sandbox.calls_to("chat.postMessage").iter().filter(|c| c.status == 200).count();
+        let updates = sandbox.calls_to("chat.update").iter().filter(|c| c.status == 200).count();
+        let storm_summaries = sandbox.messages().iter().filter(|m| m.text.contains("Alert storm")).count();
+        println!("\n{alerts} Datadog webhook alerts from {monitors} monitors, concurrency {concurrency}, loopback\n");
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!("| alerts accepted (HTTP 200) | {accepted} ({failed} failed) |");
+        println!("| ingest rate | {:.0} alerts/s |", accepted as f64 / ingest.as_secs_f64());
+        println!("| all processed and delivered after | {:.2} s |", total.as_secs_f64());
+        println!("| alerts stored | {} |", app.store.alert_count());
+        println!("| incidents / threads opened | {} / {threads} |", incidents.len());
+        println!("| messages posted (chat.postMessage) | {posts} (of which storm summaries: {storm_summaries}) |");
+        println!("| header and summary edits sent (chat.update, after coalescing) | {updates} |");
+        let mut kinds: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+        for m in sandbox.messages() {
+            let kind = if m.text.starts_with("INC-") { "incident header" } else if m.text.contains("Details and updates in the thread") { "incident root message" } else if m.text.contains("Alert storm") { "storm summary" } else { "thread note" };
+            *kinds.entry(kind.to_string()).or_default() += 1;
+        }
+        println!("| messages by kind | {} |", kinds.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));
+        println!("| peak RSS, bot and sandbox in one process | {:.1} MiB |", peak_rss_mib());
+        app.shutdown().await.unwrap();
+    });
+}

@@ -1,0 +1,11 @@
+//! Fuzz target: the grafana parser must never panic, whatever bytes arrive.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let now = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let _ = incident_commander::sources::prometheus::parse_grafana(&v, now);
+    let _ = incident_commander::sources::parse_any(&v, now, &|_| true);
+});
