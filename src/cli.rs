@@ -48,6 +48,16 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         at: Option<DateTime<Utc>>,
     },
+    /// Print an incident's postmortem draft (Markdown) or its whole record (JSON).
+    Export {
+        /// The incident, e.g. INC-3.
+        incident: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ExportFormat,
+        /// The bot's data directory (the bot must not be running on it).
+        #[arg(long, env = "INCIDENT_COMMANDER_DATA", value_name = "DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
     /// Validate a policy file and show who is on call; exits 2 listing every problem.
     CheckConfig {
         /// The policy file (TOML).
@@ -56,6 +66,14 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         at: Option<DateTime<Utc>>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// The postmortem draft in Markdown.
+    Md,
+    /// The incident record, its durations and the postmortem, as JSON.
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +94,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file, at } => check_config(&file, at.unwrap_or_else(Utc::now)),
+        Command::Export { incident, format, data_dir } => export(&incident, format, &data_dir),
         Command::Simulate { payload, config, data_dir, at } => {
             simulate(&payload, &config, data_dir.as_deref(), at.unwrap_or_else(Utc::now))
         }
@@ -186,6 +205,58 @@ fn simulate(payload: &Path, config: &Path, data_dir: Option<&Path>, at: DateTime
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+fn export(incident: &str, format: ExportFormat, data_dir: &Path) -> ExitCode {
+    use crate::store::Store;
+    let id = match incident.parse::<crate::domain::ids::IncidentId>() {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    if !data_dir.join("db").exists() {
+        eprintln!("{} holds no incident-commander data (pass --data-dir)", data_dir.display());
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let store = match crate::store::SledStore::open(data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e} (stop the bot, or export from a copy of the directory)");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let incident = match store.get_incident(id) {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            eprintln!("{id} does not exist in {}", data_dir.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+        Err(e) => {
+            eprintln!("cannot read {id}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let markdown = crate::domain::postmortem::postmortem_markdown(&incident);
+    match format {
+        ExportFormat::Md => print!("{markdown}"),
+        ExportFormat::Json => {
+            let d = incident.durations();
+            let secs = |t: Option<chrono::TimeDelta>| t.map(|t| t.num_seconds());
+            let out = serde_json::json!({
+                "incident": incident,
+                "durations_seconds": {
+                    "to_acknowledge": secs(d.to_acknowledge),
+                    "to_mitigate": secs(d.to_mitigate),
+                    "to_resolve": secs(d.to_resolve),
+                },
+                "postmortem_markdown": markdown,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// What `check-config` prints for a valid file.

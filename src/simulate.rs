@@ -123,5 +123,7 @@ fn effect_label(e: &Effect) -> String {
         Effect::Answer(text) => format!("answer privately: {text}"),
         Effect::CreateIncidentChannel => "create the incident channel".into(),
         Effect::PostPostmortem => "post the postmortem draft".into(),
+        Effect::InviteToChannel(users) => format!("invite {} to the incident channel", users.len()),
+        Effect::SuggestSeverity { severity, reason } => format!("suggest {severity} ({reason}) with a button"),
     }
 }

@@ -185,6 +185,13 @@ async fn alertmanager_webhook_opens_one_incident_per_fingerprint_in_the_team_cha
     assert_eq!(status, 200);
     t.expect_reply(FRONT, "The alert recovered");
     assert_eq!(t.app.store.open_incidents().unwrap().len(), 2);
+    // Critical alerts are SEV1 here: each incident also got its dedicated channel.
+    t.expect_reply(FRONT, "Dedicated channel: <#");
+    t.expect_reply(FRONT, "Dedicated channel: <#");
+    for incident in t.app.store.open_incidents().unwrap() {
+        let channel = incident.slack.incident_channel.expect("a dedicated channel");
+        t.expect_reply(channel.as_str(), &format!("This channel is for *{}", incident.id));
+    }
     t.finish();
 }
 

@@ -21,10 +21,16 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub fn start(store: Arc<dyn Store>) -> GroupCommit {
+    /// Starts the flusher; it runs until `stop` is cancelled and the queue is empty.
+    pub fn start(store: Arc<dyn Store>, stop: tokio_util::sync::CancellationToken) -> GroupCommit {
         let (requests, mut rx) = mpsc::unbounded_channel::<FlushWaiter>();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            loop {
+                let first = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = stop.cancelled() => rx.try_recv().ok(),
+                };
+                let Some(first) = first else { break };
                 let mut waiters = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     waiters.push(more);

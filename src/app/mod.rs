@@ -66,6 +66,8 @@ pub struct RunningApp {
     pub handled: watch::Receiver<u64>,
     /// Notify to run the timers now (tests, fast demo clock).
     pub tick_now: Arc<Notify>,
+    /// Counts timer passes.
+    pub ticks: watch::Receiver<u64>,
     /// Notified when new Slack calls are durable in the outbox.
     pub egress_wake: Arc<Notify>,
     /// The bot's Slack identity, when Slack is configured.
@@ -73,6 +75,7 @@ pub struct RunningApp {
     /// Changes after every delivered Slack call.
     pub egress_activity: Option<watch::Receiver<u64>>,
     shutdown: CancellationToken,
+    flusher_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -86,12 +89,15 @@ impl RunningApp {
         );
         let dyn_store: Arc<dyn Store> = store.clone();
         let metrics = Arc::new(Metrics::new());
-        let commit = GroupCommit::start(dyn_store.clone());
+        let shutdown = CancellationToken::new();
+        // The flusher outlives the other tasks: it stops on its own token, cancelled last.
+        let flusher_stop = CancellationToken::new();
+        let commit = GroupCommit::start(dyn_store.clone(), flusher_stop.clone());
         let wake = Arc::new(Notify::new());
         let egress_wake = Arc::new(Notify::new());
         let tick_now = Arc::new(Notify::new());
-        let shutdown = CancellationToken::new();
         let (handled_tx, handled) = watch::channel(0u64);
+        let (ticked_tx, ticks) = watch::channel(0u64);
         let inbox = Inbox::new(dyn_store.clone(), commit.clone(), wake.clone(), metrics.clone());
 
         let policy = Arc::new(settings.policy);
@@ -117,7 +123,8 @@ impl RunningApp {
             None => Box::new(DomainOnly),
         };
         let processor = Processor::new(dyn_store.clone(), policy, settings.clock.clone(), metrics.clone(), interpreter)
-            .context("cannot load open incidents")?;
+            .context("cannot load open incidents")?
+            .with_workspace_url(slack.as_ref().and_then(|(_, bot)| bot.workspace_url.clone()));
         let links = ProcessorLinks {
             wake: wake.clone(),
             egress: egress_wake.clone(),
@@ -126,6 +133,7 @@ impl RunningApp {
             shutdown: shutdown.clone(),
             tick_every: settings.tick_every,
             tick_now: tick_now.clone(),
+            ticked: ticked_tx,
         };
         // Events accepted before a restart are waiting: start with a pass over the inbox.
         wake.notify_one();
@@ -186,10 +194,12 @@ impl RunningApp {
             metrics,
             handled,
             tick_now,
+            ticks,
             egress_wake,
             bot,
             egress_activity,
             shutdown,
+            flusher_stop,
             tasks,
         })
     }
@@ -197,6 +207,14 @@ impl RunningApp {
     /// Waits until at least `n` inbox events have been handled in total.
     pub async fn wait_handled(&mut self, n: u64) {
         let _ = self.handled.wait_for(|h| *h >= n).await;
+    }
+
+    /// Runs the timers now and waits until that pass (and everything it caused) is done.
+    pub async fn run_timers(&mut self) {
+        let before = *self.ticks.borrow_and_update();
+        self.tick_now.notify_one();
+        let _ = self.ticks.wait_for(|n| *n > before).await;
+        self.wait_idle().await;
     }
 
     /// Waits until everything accepted so far is processed and every Slack call it caused is
@@ -234,6 +252,19 @@ impl RunningApp {
             task.await.context("a task panicked while stopping")?;
         }
         self.store.flush().context("final flush")?;
+        self.flusher_stop.cancel();
+        // The database closes (and its directory lock is released) when the last handle goes;
+        // wait for the tasks that held one to drop it.
+        let store = self.store;
+        drop(self.inbox);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&store) > 1 && std::time::Instant::now() < deadline {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if Arc::strong_count(&store) > 1 {
+            tracing::warn!(handles = Arc::strong_count(&store), "the database is still held after stopping");
+        }
         Ok(())
     }
 }

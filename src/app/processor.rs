@@ -27,6 +27,7 @@ use crate::policy::Policy;
 use crate::sources::title::parse_title;
 use crate::store::{
     ChannelRef, Commit, InboxEvent, InboxSeq, LoggedAlert, MessageKey, Origin, OutboxEntry, SlackOp, Store, StoreError,
+    ThreadMessage,
 };
 
 /// What handling one inbox event came to.
@@ -64,6 +65,8 @@ pub enum Interpretation {
     },
     /// Calls to make directly (help texts, lists) without changing any incident.
     Calls(Vec<OutboxEntry>),
+    /// A message in an incident thread or channel, to remember for pins.
+    Remember(ThreadMessage),
 }
 
 /// Interprets nothing: for tools and tests that only feed domain events.
@@ -85,6 +88,8 @@ pub struct Processor {
     deadlines: BTreeMap<IncidentId, DateTime<Utc>>,
     /// Alert rates per channel, for storm mode.
     storms: StormWatch,
+    /// The workspace's URL (from auth.test), to link threads: `https://acme.slack.com/`.
+    workspace_url: Option<String>,
 }
 
 impl Processor {
@@ -97,7 +102,22 @@ impl Processor {
     ) -> Result<Processor, StoreError> {
         let deadlines =
             store.open_incidents()?.into_iter().filter_map(|i| i.deadlines.next().map(|t| (i.id, t))).collect();
-        Ok(Processor { store, policy, clock, metrics, interpreter, deadlines, storms: StormWatch::default() })
+        Ok(Processor {
+            store,
+            policy,
+            clock,
+            metrics,
+            interpreter,
+            deadlines,
+            storms: StormWatch::default(),
+            workspace_url: None,
+        })
+    }
+
+    /// Lets messages link to threads (`https://<workspace>/archives/<channel>/p<ts>`).
+    pub fn with_workspace_url(mut self, url: Option<String>) -> Processor {
+        self.workspace_url = url;
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -132,6 +152,14 @@ impl Processor {
                             .collect();
                         self.store.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
                         self.done(seq, "refused", None, text)
+                    }
+                    Interpretation::Remember(message) => {
+                        self.store.commit(Commit {
+                            consumed: Some(seq),
+                            thread_message: Some(message),
+                            ..Commit::default()
+                        })?;
+                        self.done(seq, "remembered", None, String::new())
                     }
                     Interpretation::Calls(outbox) => {
                         self.store.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
@@ -217,7 +245,13 @@ impl Processor {
                     Some(t) => self.deadlines.insert(id, t),
                     None => self.deadlines.remove(&id),
                 };
-                self.store.commit(Commit { consumed, incident: Some(*incident), outbox, dead_letter: None, alert })?;
+                self.store.commit(Commit {
+                    consumed,
+                    incident: Some(*incident),
+                    outbox,
+                    alert,
+                    ..Commit::default()
+                })?;
                 if is_new {
                     self.metrics.incidents_opened.inc();
                 }
@@ -291,16 +325,51 @@ impl Processor {
             return Ok(self.done(seq, "ignored", Some(id), "delivery for an unknown incident".into()));
         };
         let what = key.rsplit('/').next().unwrap_or_default();
+        let now = self.clock.now();
+        let mut outbox = Vec::new();
         match what {
             "root" => {
                 incident.slack.channel = Some(channel);
                 incident.slack.thread_ts = Some(ts);
             }
             "header" => incident.slack.header_ts = Some(ts),
-            "channel" => incident.slack.incident_channel = Some(channel),
+            "channel" => {
+                incident.slack.incident_channel = Some(channel.clone());
+                incident.record(
+                    now,
+                    crate::domain::incident::Actor::Bot,
+                    crate::domain::incident::EntryKind::Note,
+                    format!("Dedicated channel <#{channel}> created"),
+                );
+                // Link channel and thread both ways, and show the channel on the header.
+                let link = match (&self.workspace_url, &incident.slack.channel, &incident.slack.thread_ts) {
+                    (Some(base), Some(c), Some(t)) => {
+                        Some(format!("{}/archives/{c}/p{}", base.trim_end_matches('/'), t.replace('.', "")))
+                    }
+                    _ => None,
+                };
+                let effects = [
+                    Effect::SyncHeader,
+                    Effect::Reply(crate::domain::messages::incident_channel_created_message(&channel)),
+                ];
+                outbox = render::outbox_entries(&incident, false, &effects, &Origin::default(), now);
+                outbox.push(OutboxEntry {
+                    incident: Some(incident.id),
+                    op: SlackOp::PostMessage {
+                        channel: ChannelRef::Id(channel),
+                        thread: None,
+                        message: Message::text(crate::domain::messages::incident_channel_intro_message(
+                            &incident,
+                            link.as_deref(),
+                        )),
+                        key: None,
+                    },
+                    created_at: now,
+                });
+            }
             _ => {}
         }
-        self.store.commit(Commit { consumed: Some(seq), incident: Some(incident), ..Commit::default() })?;
+        self.store.commit(Commit { consumed: Some(seq), incident: Some(incident), outbox, ..Commit::default() })?;
         Ok(self.done(seq, "changed", Some(id), format!("delivered {what}")))
     }
 
@@ -360,6 +429,8 @@ pub struct ProcessorLinks {
     pub tick_every: std::time::Duration,
     /// Ticks requested by hand (tests, the demo's fast clock).
     pub tick_now: Arc<Notify>,
+    /// Counts timer passes, so a caller can wait for the one it asked for.
+    pub ticked: watch::Sender<u64>,
 }
 
 /// Events handled per batch before the batch's writes are flushed and handed to egress.
@@ -440,7 +511,7 @@ async fn run_tick(mut processor: Processor, links: &ProcessorLinks) -> Processor
         }
         Err(e) => warn!(error = %e, "storage error while running timers"),
     }
-    links.handled.send_modify(|_| {});
+    links.ticked.send_modify(|n| *n += 1);
     p
 }
 

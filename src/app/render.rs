@@ -105,6 +105,16 @@ pub fn outbox_entries(
                     purpose: format!("{} · {} · {}", incident.id, incident.severity, incident.title),
                 }));
             }
+            Effect::InviteToChannel(users) => out.push(entry(SlackOp::Invite {
+                channel: ChannelRef::Created(channel_key(incident)),
+                users: users.clone(),
+            })),
+            Effect::SuggestSeverity { severity, reason } => out.push(entry(SlackOp::PostMessage {
+                channel: ChannelRef::Id(channel.clone()),
+                thread: Some(thread.clone()),
+                message: messages::severity_suggestion(incident.severity, *severity, reason),
+                key: None,
+            })),
             Effect::PostPostmortem => out.push(entry(SlackOp::PostMessage {
                 channel: ChannelRef::Id(channel.clone()),
                 thread: Some(thread.clone()),

@@ -115,6 +115,10 @@ pub enum Effect {
     CreateIncidentChannel,
     /// Post the postmortem draft in the thread.
     PostPostmortem,
+    /// Invite people to the incident's dedicated channel (new role holders).
+    InviteToChannel(Vec<UserId>),
+    /// The rules suggest another severity than the one a person set: offer it with a button.
+    SuggestSeverity { severity: Severity, reason: String },
 }
 
 /// The result of a decision.
@@ -228,6 +232,7 @@ fn new_incident(
         resolved_at: None,
         last_status_update_at: None,
         resolution_summary: None,
+        suggested_severity: None,
     };
     let roles = format!(
         "commander {} (primary on call), investigator {}",
@@ -373,6 +378,9 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
     {
         effects.push(Effect::React { channel: channel.clone(), ts: ts.clone(), emoji: policy.emoji.folded.clone() });
     }
+    if alert.transition.is_problem() && incident.is_open() {
+        reassess_severity(&mut incident, alert, ctx, &mut effects);
+    }
     if alert.transition == Transition::Recovered && policy.alerts.resolve_on_recovery && incident.is_open() {
         if incident.status != Status::Mitigated {
             incident.status = Status::Mitigated;
@@ -386,6 +394,46 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
         }
     }
     changed(incident, effects)
+}
+
+/// A later alert may call for another severity. Rules-set severities follow upwards on their own;
+/// a person's choice is never replaced: the suggestion is offered once, with a button.
+fn reassess_severity(incident: &mut Incident, alert: &Alert, ctx: Context<'_>, effects: &mut Vec<Effect>) {
+    let tags = alert.routing_tags();
+    let suggestion = severity_for(alert.priority, &tags, &incident.team, ctx.policy);
+    if suggestion.severity == incident.severity || incident.suggested_severity == Some(suggestion.severity) {
+        return;
+    }
+    match &incident.severity_set_by {
+        SeveritySetBy::Rules if suggestion.severity < incident.severity => {
+            let previous = incident.severity;
+            incident.apply_severity(suggestion.severity, suggestion.reason.clone(), SeveritySetBy::Rules, ctx.now);
+            rearm_for_severity(incident, ctx);
+            effects.push(Effect::Reply(messages::severity_changed_message(
+                previous,
+                suggestion.severity,
+                &suggestion.reason,
+            )));
+            if ctx.policy.slack.incident_channel_severities.contains(&suggestion.severity)
+                && incident.slack.incident_channel.is_none()
+            {
+                effects.push(Effect::CreateIncidentChannel);
+            }
+        }
+        _ => {
+            incident.suggested_severity = Some(suggestion.severity);
+            incident.record(
+                ctx.now,
+                Actor::Bot,
+                EntryKind::SeveritySuggested,
+                format!(
+                    "Rules suggest {} ({}); severity stays {}",
+                    suggestion.severity, suggestion.reason, incident.severity
+                ),
+            );
+            effects.push(Effect::SuggestSeverity { severity: suggestion.severity, reason: suggestion.reason });
+        }
+    }
 }
 
 fn declare(
@@ -442,6 +490,7 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
         }
         Action::SetSeverity { severity, reason } => {
             let previous = incident.set_severity_by_person(*severity, reason.clone(), by, now)?;
+            incident.suggested_severity = None;
             rearm_for_severity(&mut incident, ctx);
             effects.push(Effect::Reply(messages::severity_changed_message(
                 previous,
@@ -454,6 +503,8 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             }
         }
         Action::AcceptSuggestedSeverity { severity } => {
+            incident.ensure_open_for(*severity)?;
+            incident.suggested_severity = None;
             let previous = incident.severity;
             let reason = format!("suggestion accepted by {}", by.mention());
             incident.apply_severity(*severity, reason.clone(), SeveritySetBy::Person(by.clone()), now);
@@ -465,6 +516,9 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             incident.assign(*role, &target, by, *take_over, now)?;
             let text = incident.timeline.last().map(|e| e.text.clone()).unwrap_or_default();
             effects.push(Effect::Reply(messages::role_changed_message(&text)));
+            if incident.slack.incident_channel.is_some() {
+                effects.push(Effect::InviteToChannel(vec![target]));
+            }
         }
         Action::Status { text } => {
             incident.post_status(text, by, now)?;

@@ -258,6 +258,10 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     pub last_status_update_at: Option<DateTime<Utc>>,
     pub resolution_summary: Option<String>,
+    /// The last severity the rules suggested without applying it (a person had set it), so the
+    /// same suggestion is not posted twice.
+    #[serde(default)]
+    pub suggested_severity: Option<Severity>,
 }
 
 /// A transition the rules refuse, with what to do instead. The text is shown to the person who
@@ -323,6 +327,15 @@ impl Incident {
 
     pub fn record(&mut self, at: DateTime<Utc>, actor: Actor, kind: EntryKind, text: impl Into<String>) {
         self.timeline.push(TimelineEntry { at, actor, kind, text: text.into() });
+    }
+
+    /// Refuses changes to a resolved incident, and a severity it already has.
+    pub fn ensure_open_for(&self, severity: Severity) -> Result<(), TransitionError> {
+        self.ensure_open()?;
+        if self.severity == severity {
+            return Err(TransitionError::SameSeverity { id: self.id, severity });
+        }
+        Ok(())
     }
 
     fn ensure_open(&self) -> Result<(), TransitionError> {
@@ -429,7 +442,7 @@ impl Incident {
         self.ensure_open()?;
         non_empty(text, "A status update", "status Rolled back the deploy; error rate falling")?;
         self.last_status_update_at = Some(now);
-        self.record(now, Actor::Person(by.clone()), EntryKind::StatusUpdate, text.trim());
+        self.record(now, Actor::Person(by.clone()), EntryKind::StatusUpdate, format!("Status update: {}", text.trim()));
         Ok(())
     }
 

@@ -335,6 +335,40 @@ pub fn severity_suggestion_message(current: Severity, suggested: Severity, reaso
     )
 }
 
+/// The suggestion with its button.
+pub fn severity_suggestion(current: Severity, suggested: Severity, reason: &str) -> Message {
+    let text = severity_suggestion_message(current, suggested, reason);
+    Message {
+        text: text.clone(),
+        blocks: vec![
+            Block::Section(text),
+            Block::Actions(vec![Control::Button {
+                action: ButtonAction::AcceptSeverity(suggested),
+                label: format!("Use {suggested}"),
+                style: ButtonStyle::Primary,
+            }]),
+        ],
+    }
+}
+
+/// Posted in a new incident channel: what it is for and where the thread is.
+pub fn incident_channel_intro_message(incident: &Incident, thread_link: Option<&str>) -> String {
+    let thread = thread_link.map(|l| format!(" The incident thread: {l}")).unwrap_or_default();
+    format!(
+        ":rotating_light: This channel is for *{} · {} · {}*. Commander {}, investigator {}. Commands here apply to {} without naming it.{thread}",
+        incident.id,
+        incident.severity,
+        escape_untrusted(&incident.title),
+        who(incident.commander.as_ref(), "unassigned"),
+        who(incident.investigator.as_ref(), "open"),
+        incident.id,
+    )
+}
+
+pub fn incident_channel_created_message(channel: &super::ids::ChannelId) -> String {
+    format!(":loudspeaker: Dedicated channel: <#{channel}>. Role holders are invited.")
+}
+
 /// One line per incident for `/incident list`.
 pub fn incident_list_message(title: &str, incidents: &[&Incident]) -> String {
     if incidents.is_empty() {

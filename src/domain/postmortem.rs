@@ -13,13 +13,13 @@ fn person(actor: &Actor) -> String {
 pub fn postmortem_markdown(incident: &Incident) -> String {
     let mut md = String::new();
     let id = incident.id;
-    let _ = writeln!(md, "# Postmortem draft: {id} · {}", incident.title);
+    let _ = writeln!(md, "# Postmortem draft: {id} · {}", super::text::escape_untrusted(&incident.title));
     let _ = writeln!(md);
     let _ = writeln!(md, "## Summary");
     let _ = writeln!(md);
     let _ = writeln!(
         md,
-        "- **Severity:** {} ({})\n- **Team:** {}\n- **Status:** {}\n- **Opened:** {}",
+        "- **Severity:** {} — {}\n- **Team:** {}\n- **Status:** {}\n- **Opened:** {}",
         incident.severity,
         incident.severity_reason,
         incident.team,

@@ -78,6 +78,7 @@ pub struct Harness {
     egress: EgressLimits,
     silence_limit: Duration,
     clock: Arc<dyn Clock>,
+    manual_clock: Option<Arc<ManualClock>>,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     seen: HashSet<(String, String)>,
@@ -196,6 +197,7 @@ impl Harness {
             egress: options.egress,
             silence_limit: options.silence_limit,
             clock,
+            manual_clock: options.clock.clone(),
             data_dir,
             _temp: temp,
             seen: HashSet::new(),
@@ -205,14 +207,45 @@ impl Harness {
 
     /// Stops the bot cleanly and starts it again on the same data and sandbox.
     pub async fn restart(self) -> Harness {
-        let Harness { sandbox, app, mode, policy, egress, silence_limit, clock, data_dir, _temp, seen, privates_seen } =
-            self;
+        let Harness {
+            sandbox,
+            app,
+            mode,
+            policy,
+            egress,
+            silence_limit,
+            clock,
+            manual_clock,
+            data_dir,
+            _temp,
+            seen,
+            privates_seen,
+        } = self;
         app.shutdown().await.expect("the bot stops cleanly");
         let parsed = Policy::parse(&policy).expect("valid");
         let app = start_bot(&sandbox, mode, parsed, data_dir.clone(), clock.clone(), egress.clone(), silence_limit)
             .await
             .expect("the bot starts again");
-        Harness { sandbox, app, mode, policy, egress, silence_limit, clock, data_dir, _temp, seen, privates_seen }
+        Harness {
+            sandbox,
+            app,
+            mode,
+            policy,
+            egress,
+            silence_limit,
+            clock,
+            manual_clock,
+            data_dir,
+            _temp,
+            seen,
+            privates_seen,
+        }
+    }
+
+    /// Stops the bot cleanly; returns its data directory (and the guard keeping a temporary one).
+    pub async fn stop(self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.app.shutdown().await.expect("the bot stops cleanly");
+        (self.data_dir, self._temp)
     }
 
     /// Waits until the bot has handled everything and delivered every call.
@@ -325,6 +358,22 @@ impl Harness {
         let status = resp.status().as_u16();
         let answer = resp.json().await.unwrap_or(Value::Null);
         (status, answer)
+    }
+
+    /// Moves the bot's manual clock on and runs its timers (needs `HarnessOptions::clock`).
+    pub async fn advance(&mut self, by: chrono::TimeDelta) {
+        let clock = self.manual_clock.clone().expect("advance needs a harness started with a manual clock");
+        clock.advance(by);
+        tokio::time::timeout(Duration::from_secs(30), self.app.run_timers()).await.expect("timers ran within 30 s");
+    }
+
+    /// Submits the root-cause modal the bot opened most recently.
+    pub async fn submit_root_cause(&mut self, user: &str, text: &str) {
+        let (view_id, _, _) = self.sandbox.views().pop().expect("the bot opened a modal");
+        let input = crate::slack::blocks::ROOT_CAUSE_INPUT;
+        let result = self.sandbox.submit_view(user, &view_id, &[(input, text)]).await;
+        Self::expect_acked(result, "the modal submission");
+        self.idle().await;
     }
 
     /// Private answers (ephemeral messages, response URLs) not yet returned.

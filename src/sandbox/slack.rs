@@ -165,6 +165,8 @@ struct World {
     socket_acks: Vec<(String, u128)>,
     connections_opened: u64,
     bot_token_valid: bool,
+    /// Modals opened with views.open: (view id, trigger id, view).
+    views: Vec<(String, String, Value)>,
 }
 
 impl World {
@@ -248,6 +250,7 @@ impl SlackSandbox {
             socket_acks: Vec::new(),
             connections_opened: 0,
             bot_token_valid: true,
+            views: Vec::new(),
         }));
         let connected = Arc::new(Notify::new());
         let state = Arc::new(AppState { world: world.clone(), connected: connected.clone(), addr });
@@ -374,6 +377,50 @@ impl SlackSandbox {
 
     pub fn privates(&self) -> Vec<Private> {
         self.world().privates.clone()
+    }
+
+    /// Modals the bot opened: (view id, trigger id, view JSON).
+    pub fn views(&self) -> Vec<(String, String, Value)> {
+        self.world().views.clone()
+    }
+
+    /// A person fills in and submits a modal the bot opened: `values` maps block ids to the
+    /// text typed in their input.
+    pub async fn submit_view(&self, user: &str, view_id: &str, values: &[(&str, &str)]) -> DeliveryResult {
+        let Some((_, _, view)) = self.world().views.iter().find(|(id, _, _)| id == view_id).cloned() else {
+            return DeliveryResult::Refused(404, "no such view".into());
+        };
+        let mut state = serde_json::Map::new();
+        for (block, text) in values {
+            state.insert(block.to_string(), json!({ *block: {"type": "plain_text_input", "value": text} }));
+        }
+        let mut v = view.clone();
+        v["id"] = json!(view_id);
+        v["team_id"] = json!(TEAM_ID);
+        v["state"] = json!({"values": state});
+        v["hash"] = json!("1700000000.sandbox");
+        v["app_id"] = json!(APP_ID);
+        v["bot_id"] = json!(BOT_ID);
+        let n = self.world().id("T");
+        let payload = json!({
+            "type": "view_submission",
+            "team": {"id": TEAM_ID, "domain": "sandbox"},
+            "user": {"id": user, "username": user, "name": user, "team_id": TEAM_ID},
+            "api_app_id": APP_ID, "token": "sandbox-verification",
+            "trigger_id": format!("{n}.sandboxsubmit"),
+            "view": v,
+            "response_urls": [],
+        });
+        let delivery = self.world().delivery.clone();
+        match delivery {
+            Delivery::Http { base } => {
+                let body = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form encodes");
+                self.signed_post(&format!("{base}/slack/interactions"), "application/x-www-form-urlencoded", body, None)
+                    .await
+            }
+            Delivery::Socket => self.send_envelope("interactive", payload, true).await,
+            Delivery::None => DeliveryResult::NotDelivered,
+        }
     }
 
     /// Socket Mode envelopes acknowledged, with milliseconds from send to ack.
@@ -1113,6 +1160,28 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
             }
             c.pins.push(ts);
             (StatusCode::OK, json!({"ok": true}))
+        }
+        "views.open" => {
+            let trigger = s("trigger_id");
+            if trigger.is_empty() {
+                return api_error("invalid_arguments");
+            }
+            if trigger.contains("expired") {
+                return api_error("expired_trigger_id");
+            }
+            let id = w.id("V");
+            let view = p["view"].clone();
+            w.views.push((id.clone(), trigger, view.clone()));
+            let mut out = view;
+            out["id"] = json!(id);
+            out["team_id"] = json!(TEAM_ID);
+            out["app_id"] = json!(APP_ID);
+            out["bot_id"] = json!(BOT_ID);
+            out["state"] = json!({"values": {}});
+            out["hash"] = json!(format!("1700000000.{id}"));
+            out["root_view_id"] = json!(id);
+            out["app_installed_team_id"] = json!(TEAM_ID);
+            (StatusCode::OK, json!({"ok": true, "view": out}))
         }
         "users.info" => {
             let id = s("user");

@@ -19,6 +19,30 @@ pub const TEXT_MAX: usize = 40_000;
 /// action_id of the severity select on the header.
 pub const SEVERITY_SELECT: &str = "set_severity";
 
+/// callback_id of the root-cause modal; its private_metadata is the incident id.
+pub const ROOT_CAUSE_VIEW: &str = "root_cause";
+/// block_id / action_id of the modal's text input.
+pub const ROOT_CAUSE_INPUT: &str = "root_cause_text";
+
+/// The modal asking the investigator for the root cause.
+pub fn root_cause_modal(incident: &str) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": ROOT_CAUSE_VIEW,
+        "private_metadata": incident,
+        "title": {"type": "plain_text", "text": clip(&format!("Root cause {incident}"), 24)},
+        "submit": {"type": "plain_text", "text": "Record"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [{
+            "type": "input",
+            "block_id": ROOT_CAUSE_INPUT,
+            "label": {"type": "plain_text", "text": "What caused it?"},
+            "element": {"type": "plain_text_input", "action_id": ROOT_CAUSE_INPUT, "multiline": true,
+                        "placeholder": {"type": "plain_text", "text": "e.g. connection pool exhausted after the 10:02 config change"}},
+        }],
+    })
+}
+
 /// Cuts `s` to at most `max` characters, marking the cut.
 pub fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

@@ -25,6 +25,8 @@ pub struct BotIdentity {
     pub user_id: UserId,
     pub bot_id: Option<BotId>,
     pub team_id: String,
+    /// The workspace's URL, e.g. `https://acme.slack.com/`.
+    pub workspace_url: Option<String>,
 }
 
 /// A failed call, classified by what the caller should do about it.
@@ -66,6 +68,9 @@ fn classify(err: SlackClientError) -> CallError {
             CallError::Transient(format!("HTTP {}", e.status_code))
         }
         SlackClientError::HttpError(e) => CallError::Refused(format!("HTTP {}", e.status_code)),
+        // Slack answered, but not in a form we can read: the call most likely took effect, and
+        // retrying would repeat it.
+        SlackClientError::ProtocolError(e) => CallError::Refused(format!("unreadable answer: {e}")),
         other => CallError::Transient(other.to_string()),
     }
 }
@@ -115,7 +120,12 @@ impl SlackApi {
         let res = self.run(session.auth_test()).await?;
         let user_id = UserId::parse(res.user_id.0.clone())
             .map_err(|e| CallError::Refused(format!("auth.test returned an odd user id: {e}")))?;
-        Ok(BotIdentity { user_id, bot_id: res.bot_id.and_then(|b| BotId::parse(b.0).ok()), team_id: res.team_id.0 })
+        Ok(BotIdentity {
+            user_id,
+            bot_id: res.bot_id.and_then(|b| BotId::parse(b.0).ok()),
+            team_id: res.team_id.0,
+            workspace_url: Some(res.url.0.to_string()),
+        })
     }
 
     fn content(message: &Message, incident: Option<&str>) -> Result<SlackMessageContent, CallError> {
@@ -236,6 +246,15 @@ impl SlackApi {
         let session = self.client.open_session(&self.token);
         let req = SlackApiConversationsSetPurposeRequest::new(channel.as_str().into(), purpose.to_string());
         self.run(session.conversations_set_purpose(&req)).await.map(|_| ())
+    }
+
+    /// `views.open` with a modal given as Block Kit JSON.
+    pub async fn open_modal(&self, trigger_id: &str, view: serde_json::Value) -> Result<(), CallError> {
+        let view: SlackView =
+            serde_json::from_value(view).map_err(|e| CallError::Refused(format!("cannot build the modal: {e}")))?;
+        let session = self.client.open_session(&self.token);
+        let req = SlackApiViewsOpenRequest::new(SlackTriggerId(trigger_id.to_string()), view);
+        self.run(session.views_open(&req)).await.map(|_| ())
     }
 
     /// A delayed answer through a slash command's or interaction's `response_url` (ephemeral).

@@ -40,7 +40,7 @@ pub fn tier_of(method: &str) -> Option<Tier> {
     match method {
         "conversations.create" | "conversations.setPurpose" => Some(Tier::Tier2),
         "chat.update" | "reactions.add" | "conversations.invite" | "conversations.join" => Some(Tier::Tier3),
-        "chat.postEphemeral" | "users.info" | "auth.test" => Some(Tier::Tier4),
+        "chat.postEphemeral" | "users.info" | "auth.test" | "views.open" => Some(Tier::Tier4),
         _ => None,
     }
 }
@@ -131,6 +131,8 @@ pub struct Egress {
     /// Bumped after every completed call, so tests and the demo can wait for quiet.
     activity: watch::Sender<u64>,
     shutdown: CancellationToken,
+    /// The lane workers, so stopping can wait for them.
+    workers: tokio_util::task::TaskTracker,
 }
 
 impl Egress {
@@ -158,6 +160,7 @@ impl Egress {
             lanes: Mutex::new(Lanes::default()),
             activity: watch::channel(0).0,
             shutdown,
+            workers: tokio_util::task::TaskTracker::new(),
         })
     }
 
@@ -179,6 +182,9 @@ impl Egress {
                 _ = self.shutdown.cancelled() => break,
             }
         }
+        // Lane workers finish the call in hand (or give up on it) and stop.
+        self.workers.close();
+        self.workers.wait().await;
         info!("egress stopped");
     }
 
@@ -199,7 +205,7 @@ impl Egress {
             queue.push_back((seq, entry));
             if start_worker {
                 let me = self.clone();
-                tokio::spawn(async move { me.work_lane(lane).await });
+                self.workers.spawn(async move { me.work_lane(lane).await });
             }
         }
         Ok(())
@@ -432,6 +438,23 @@ impl Egress {
                 }
                 Ok(Some((key.clone(), Delivery { channel: Some(channel), ts: None })))
             }
+            SlackOp::Invite { channel, users } => {
+                let channel = self.resolve_channel(channel)?;
+                self.api.invite(&channel, users).await.map(|_| None)
+            }
+            SlackOp::AskRootCause { trigger_id, incident, user, channel } => {
+                let modal = super::blocks::root_cause_modal(&incident.to_string());
+                match self.api.open_modal(trigger_id, modal).await {
+                    Err(CallError::Refused(code)) if code.contains("trigger") => {
+                        // The click is too old for a modal (Slack allows 3 s): say what to type.
+                        let Some(channel) = channel else { return Ok(None) };
+                        let text =
+                            format!("Record the root cause with `/incident rootcause {incident} <what caused it>`.");
+                        self.api.post_ephemeral(channel, user, None, &text).await.map(|_| None)
+                    }
+                    other => other.map(|_| None),
+                }
+            }
         }
     }
 }
@@ -450,6 +473,8 @@ pub fn lane_of(op: &SlackOp) -> String {
         SlackOp::PostEphemeral { channel, user, .. } => format!("ephemeral:{channel}:{user}"),
         SlackOp::Respond { url, .. } => format!("respond:{url}"),
         SlackOp::CreateChannel { key, .. } => format!("created:{key}"),
+        SlackOp::Invite { channel, .. } => channel_lane(channel),
+        SlackOp::AskRootCause { user, .. } => format!("modal:{user}"),
     }
 }
 

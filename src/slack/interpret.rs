@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::blocks::SEVERITY_SELECT;
+use super::blocks::{ROOT_CAUSE_INPUT, ROOT_CAUSE_VIEW, SEVERITY_SELECT};
 use super::client::BotIdentity;
 use crate::app::processor::{Derived, Interpretation, Interpreter};
 use crate::app::render;
@@ -19,7 +19,7 @@ use crate::domain::messages::{self, ButtonAction, Message};
 use crate::policy::Policy;
 use crate::sources::slack_message::{is_datadog_app, parse_event};
 use crate::store::records::SlashCommand;
-use crate::store::{ChannelRef, InboxEvent, Origin, OutboxEntry, SlackOp, Store, ThreadRef};
+use crate::store::{ChannelRef, InboxEvent, Origin, OutboxEntry, SlackOp, Store, ThreadMessage, ThreadRef};
 
 /// Alert parsing plugs in here (see `sources`): given a message event in an alert channel, the
 /// domain event it means, if any.
@@ -49,7 +49,7 @@ impl Interpreter for SlackInterpreter {
         match event {
             InboxEvent::SlackEvent { event, .. } => self.slack_event(event, store, now),
             InboxEvent::SlashCommand { command } => self.slash(command, store, now),
-            InboxEvent::Interaction { payload } => self.interaction(payload, store),
+            InboxEvent::Interaction { payload } => self.interaction(payload, store, now),
             other => Interpretation::Ignore(format!("{} events are not Slack events", other.kind())),
         }
     }
@@ -80,10 +80,18 @@ impl SlackInterpreter {
         match str_of(event, "type") {
             Some("app_mention") => self.mention(event, store, now),
             Some("message") => {
-                if self.is_own(event) || event.get("message").is_some_and(|m| self.is_own(m)) {
-                    return Interpretation::Ignore("the bot's own message".into());
+                let own = self.is_own(event) || event.get("message").is_some_and(|m| self.is_own(m));
+                if !own && let Some(alert) = self.alert_message(event, now) {
+                    return alert;
                 }
-                self.alert_message(event, now)
+                if let Some(message) = thread_message(event, store) {
+                    return Interpretation::Remember(message);
+                }
+                Interpretation::Ignore(if own {
+                    "the bot's own message".into()
+                } else {
+                    "not an alert and not in an incident thread".into()
+                })
             }
             Some("reaction_added") => self.reaction(event, store),
             Some(other) => Interpretation::Ignore(format!("{other} events are not used")),
@@ -93,12 +101,10 @@ impl SlackInterpreter {
 
     /// A message in an alert channel from Datadog's app or a configured alert bot is an alert
     /// (edits too: they update the alert they change).
-    fn alert_message(&self, event: &Value, now: DateTime<Utc>) -> Interpretation {
-        let Some(channel) = str_of(event, "channel").and_then(|c| ChannelId::parse(c).ok()) else {
-            return Interpretation::Ignore("message without a channel".into());
-        };
+    fn alert_message(&self, event: &Value, now: DateTime<Utc>) -> Option<Interpretation> {
+        let channel = str_of(event, "channel").and_then(|c| ChannelId::parse(c).ok())?;
         if !self.policy.slack.alert_channels.contains(&channel) {
-            return Interpretation::Ignore(format!("{channel} is not an alert channel (slack.alert_channels)"));
+            return None;
         }
         let alert_bots = &self.policy.slack.alert_bots;
         let is_alert_bot = |m: &Value| {
@@ -107,12 +113,10 @@ impl SlackInterpreter {
         match parse_event(event, now, &is_alert_bot) {
             Ok(Some(alert)) => {
                 let origin = Origin { channel: Some(channel), ..Origin::default() };
-                Interpretation::Event(Box::new(Derived { event: Event::Alert(alert), incident: None, origin }))
+                Some(Interpretation::Event(Box::new(Derived { event: Event::Alert(alert), incident: None, origin })))
             }
-            Ok(None) => Interpretation::Ignore(
-                "not an alert: a person's message, a thread reply, or a bot not in slack.alert_bots".into(),
-            ),
-            Err(e) => Interpretation::Ignore(format!("unreadable alert message: {e}")),
+            Ok(None) => None,
+            Err(e) => Some(Interpretation::Ignore(format!("unreadable alert message: {e}"))),
         }
     }
 
@@ -295,7 +299,10 @@ impl SlackInterpreter {
         out.trim_end().to_string()
     }
 
-    fn interaction(&self, payload: &Value, store: &dyn Store) -> Interpretation {
+    fn interaction(&self, payload: &Value, store: &dyn Store, now: DateTime<Utc>) -> Interpretation {
+        if str_of(payload, "type") == Some("view_submission") {
+            return self.view_submission(payload);
+        }
         if str_of(payload, "type") != Some("block_actions") {
             return Interpretation::Ignore(format!(
                 "{} interactions are not used",
@@ -345,11 +352,14 @@ impl SlackInterpreter {
                 Some(ButtonAction::Resolve) => Action::Resolve { summary: None },
                 Some(ButtonAction::AcceptSeverity(severity)) => Action::AcceptSuggestedSeverity { severity },
                 Some(ButtonAction::RootCauseFound) => {
-                    let id = incident.map(|i| i.to_string()).unwrap_or_else(|| "INC-<n>".into());
-                    return Interpretation::Answer {
-                        origin,
-                        text: format!("Record the root cause with `/incident rootcause {id} <what caused it>`."),
+                    let (Some(id), Some(trigger_id)) = (incident, str_of(payload, "trigger_id")) else {
+                        return Interpretation::Answer {
+                            origin,
+                            text: "Record the root cause with `/incident rootcause INC-<n> <what caused it>`.".into(),
+                        };
                     };
+                    let op = SlackOp::AskRootCause { trigger_id: trigger_id.to_string(), incident: id, user, channel };
+                    return calls(vec![op], now);
                 }
                 None => return Interpretation::Ignore(format!("unknown action `{action_id}`")),
             }
@@ -361,7 +371,34 @@ impl SlackInterpreter {
         }))
     }
 
-    /// Reactions on an incident's header: claim roles, acknowledge.
+    /// The root-cause modal was submitted.
+    fn view_submission(&self, payload: &Value) -> Interpretation {
+        if payload.pointer("/view/callback_id").and_then(Value::as_str) != Some(ROOT_CAUSE_VIEW) {
+            return Interpretation::Ignore("a view this bot did not open".into());
+        }
+        let Some(user) = payload.pointer("/user/id").and_then(Value::as_str).and_then(|u| UserId::parse(u).ok()) else {
+            return Interpretation::Ignore("view submission without a user".into());
+        };
+        let incident = payload
+            .pointer("/view/private_metadata")
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse::<IncidentId>().ok());
+        let text = payload
+            .pointer(&format!("/view/state/values/{ROOT_CAUSE_INPUT}/{ROOT_CAUSE_INPUT}/value"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let origin = Origin { user: Some(user.clone()), ..Origin::default() };
+        Interpretation::Event(Box::new(Derived {
+            event: Event::Act { by: user, action: Action::RootCause { text } },
+            incident,
+            origin,
+        }))
+    }
+
+    /// Reactions: on a header or an alert message, claim roles and acknowledge; on an alert that
+    /// opened nothing, open an incident; on any message of an incident thread, pin it to the
+    /// timeline. Emoji names come from the policy's `[emoji]`.
     fn reaction(&self, event: &Value, store: &dyn Store) -> Interpretation {
         if self.is_own(event) {
             return Interpretation::Ignore("the bot's own reaction".into());
@@ -374,33 +411,92 @@ impl SlackInterpreter {
         ) else {
             return Interpretation::Ignore("reaction without user, item or name".into());
         };
-        let Some(incident) = store.find_incident_by_message(&channel, ts).ok().flatten() else {
-            return Interpretation::Ignore("reaction on a message that is not an incident's".into());
-        };
         let emoji_map = &self.policy.emoji;
         // Skin-tone variants (`eyes::skin-tone-2`) count as the base emoji.
         let base = emoji.split("::").next().unwrap_or(emoji);
-        let action = if base == emoji_map.commander {
-            Action::Claim { role: Role::Commander, user: None, take_over: false }
-        } else if base == emoji_map.investigator {
-            Action::Claim { role: Role::Investigator, user: None, take_over: false }
-        } else if base == emoji_map.acknowledge {
-            Action::Acknowledge
-        } else {
-            return Interpretation::Ignore(format!(":{emoji}: has no meaning here"));
-        };
-        let origin = Origin {
+        let origin = |thread_ts: Option<String>| Origin {
             user: Some(user.clone()),
-            channel: Some(channel),
-            thread_ts: incident.slack.thread_ts.clone(),
+            channel: Some(channel.clone()),
+            thread_ts,
             response_url: None,
         };
-        Interpretation::Event(Box::new(Derived {
-            event: Event::Act { by: user, action },
-            incident: Some(incident.id),
-            origin,
-        }))
+        let act = |incident: &Incident, action: Action| {
+            Interpretation::Event(Box::new(Derived {
+                event: Event::Act { by: user.clone(), action },
+                incident: Some(incident.id),
+                origin: origin(incident.slack.thread_ts.clone()),
+            }))
+        };
+        let incident = store.find_incident_by_message(&channel, ts).ok().flatten();
+        if base == emoji_map.pin {
+            return match pin(&channel, ts, incident.as_ref(), store) {
+                Some((incident, action)) => act(&incident, action),
+                None => Interpretation::Ignore("pin on a message outside any incident thread".into()),
+            };
+        }
+        if let Some(incident) = incident {
+            let action = if base == emoji_map.commander {
+                Action::Claim { role: Role::Commander, user: None, take_over: false }
+            } else if base == emoji_map.investigator {
+                Action::Claim { role: Role::Investigator, user: None, take_over: false }
+            } else if base == emoji_map.acknowledge {
+                Action::Acknowledge
+            } else {
+                return Interpretation::Ignore(format!(":{emoji}: has no meaning here"));
+            };
+            return act(&incident, action);
+        }
+        if base == emoji_map.open {
+            return match store.find_alert_by_message(&channel, ts).ok().flatten() {
+                Some(logged) => Interpretation::Event(Box::new(Derived {
+                    event: Event::OpenFromAlert { by: user.clone(), alert: logged.alert },
+                    incident: None,
+                    origin: origin(None),
+                })),
+                None => Interpretation::Answer {
+                    origin: origin(None),
+                    text: "That message is not an alert I know, so I cannot open an incident from it. Use `/incident declare <title>` instead.".into(),
+                },
+            };
+        }
+        Interpretation::Ignore(format!(":{emoji}: on a message that is not an incident's"))
     }
+}
+
+/// What a pin reaction copies to the timeline, and for which incident.
+fn pin(channel: &ChannelId, ts: &str, parent: Option<&Incident>, store: &dyn Store) -> Option<(Incident, Action)> {
+    if let Some(message) = store.find_thread_message(channel, ts).ok().flatten() {
+        let incident = store.get_incident(message.incident).ok().flatten()?;
+        return Some((incident, Action::Pin { text: message.text, author: message.user }));
+    }
+    // The thread's parent (the alert) or the header.
+    let incident = parent?.clone();
+    let text = match store.find_alert_by_message(channel, ts).ok().flatten() {
+        Some(logged) => logged.alert.title,
+        None if incident.slack.header_ts.as_deref() == Some(ts) => "the incident header".to_string(),
+        None => "a message in the thread".to_string(),
+    };
+    Some((incident, Action::Pin { text, author: None }))
+}
+
+/// A message in an incident's thread (or dedicated channel), to remember for pins.
+fn thread_message(event: &Value, store: &dyn Store) -> Option<ThreadMessage> {
+    if str_of(event, "subtype").is_some_and(|s| s != "bot_message" && s != "thread_broadcast") {
+        return None;
+    }
+    let channel = str_of(event, "channel").and_then(|c| ChannelId::parse(c).ok())?;
+    let ts = str_of(event, "ts")?;
+    let incident = match str_of(event, "thread_ts").filter(|t| *t != ts) {
+        Some(thread) => store.find_incident_by_message(&channel, thread).ok().flatten(),
+        None => store.find_incident_by_message(&channel, "").ok().flatten(),
+    }?;
+    Some(ThreadMessage {
+        incident: incident.id,
+        channel,
+        ts: ts.to_string(),
+        user: str_of(event, "user").and_then(|u| UserId::parse(u).ok()),
+        text: str_of(event, "text").unwrap_or_default().to_string(),
+    })
 }
 
 fn claim(role: Role, target: Target) -> Action {

@@ -55,6 +55,19 @@ pub struct Commit {
     pub dead_letter: Option<String>,
     /// An alert received in this step, for the alert log (every alert is kept and counted).
     pub alert: Option<LoggedAlert>,
+    /// A message seen in an incident thread, remembered so a pin reaction can quote it.
+    pub thread_message: Option<ThreadMessage>,
+}
+
+/// A message in an incident's thread or channel, as the bot saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadMessage {
+    /// The incident whose thread or channel it is in.
+    pub incident: IncidentId,
+    pub channel: ChannelId,
+    pub ts: String,
+    pub user: Option<crate::domain::ids::UserId>,
+    pub text: String,
 }
 
 /// An alert as the alert log keeps it: what arrived, and the incident it opened or folded into.
@@ -110,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
     /// What Slack answered for the message or channel posted under `key`.
     fn get_message_ref(&self, key: &MessageKey) -> Result<Option<Delivery>, StoreError>;
 
+    /// A remembered thread message (see [`Commit::thread_message`]).
+    fn find_thread_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<ThreadMessage>, StoreError>;
     /// How many alerts the alert log holds.
     fn alert_count(&self) -> usize;
     /// The logged alert that arrived as this Slack message, if any (the latest one).

@@ -126,6 +126,11 @@ pub enum SlackOp {
     Respond { url: String, text: String },
     /// conversations.create + conversations.invite; the new channel id is remembered under `key`.
     CreateChannel { key: MessageKey, name: String, invite: Vec<UserId>, purpose: String },
+    /// conversations.invite into a channel created earlier.
+    Invite { channel: ChannelRef, users: Vec<UserId> },
+    /// views.open: the modal asking for the root cause. If the trigger has expired, `user` gets
+    /// the command to type instead.
+    AskRootCause { trigger_id: String, incident: IncidentId, user: UserId, channel: Option<ChannelId> },
 }
 
 impl SlackOp {
@@ -137,6 +142,8 @@ impl SlackOp {
             SlackOp::PostEphemeral { .. } => "chat.postEphemeral",
             SlackOp::Respond { .. } => "response_url",
             SlackOp::CreateChannel { .. } => "conversations.create",
+            SlackOp::Invite { .. } => "conversations.invite",
+            SlackOp::AskRootCause { .. } => "views.open",
         }
     }
 }
@@ -213,5 +220,9 @@ impl Versioned for Delivery {
 }
 
 impl Versioned for super::LoggedAlert {
+    const VERSION: u32 = 1;
+}
+
+impl Versioned for super::ThreadMessage {
     const VERSION: u32 = 1;
 }

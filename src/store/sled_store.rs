@@ -42,6 +42,8 @@ pub struct SledStore {
     alerts: Tree,
     /// `channel/ts` -> alert id, for alerts that arrived as Slack messages.
     alerts_by_message: Tree,
+    /// `channel/ts` -> message seen in an incident thread or channel.
+    thread_messages: Tree,
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -99,6 +101,7 @@ impl SledStore {
             dead_letters: db.open_tree("dead_letters")?,
             alerts: db.open_tree("alerts")?,
             alerts_by_message: db.open_tree("alerts_by_message")?,
+            thread_messages: db.open_tree("thread_messages")?,
             db,
         };
         match store.meta.get(LAYOUT_VERSION_KEY)? {
@@ -285,6 +288,7 @@ impl Store for SledStore {
     fn commit(&self, commit: Commit) -> Result<Vec<OutboxSeq>, StoreError> {
         let outbox_records: Vec<Vec<u8>> = commit.outbox.iter().map(encode).collect();
         let alert_record = commit.alert.as_ref().map(encode);
+        let thread_record = commit.thread_message.as_ref().map(|m| (message_index_key(&m.channel, &m.ts), encode(m)));
         let alert_message =
             commit.alert.as_ref().and_then(|a| a.alert.slack.as_ref()).map(|m| message_index_key(&m.channel, &m.ts));
         let trees = [
@@ -298,10 +302,14 @@ impl Store for SledStore {
             &self.dead_letters,
             &self.alerts,
             &self.alerts_by_message,
+            &self.thread_messages,
         ];
         let result = trees[..].transaction(|t| {
             let (meta, incidents, open, by_fingerprint, by_message) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
             let (inbox, outbox, dead, alerts, alerts_by_message) = (&t[5], &t[6], &t[7], &t[8], &t[9]);
+            if let Some((key, record)) = &thread_record {
+                t[10].insert(key.as_slice(), record.as_slice())?;
+            }
             if let Some(record) = &alert_record {
                 let id = alerts.generate_id()?;
                 alerts.insert(&be(id), record.as_slice())?;
@@ -397,6 +405,13 @@ impl Store for SledStore {
             dropped += 1;
         }
         Ok(dropped)
+    }
+
+    fn find_thread_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<ThreadMessage>, StoreError> {
+        match self.thread_messages.get(message_index_key(channel, ts))? {
+            None => Ok(None),
+            Some(v) => decode(&v).map(Some).map_err(|e| corrupt(format!("thread message {channel}/{ts}"), e)),
+        }
     }
 
     fn alert_count(&self) -> usize {
