@@ -119,6 +119,7 @@ fn main() {
                 limits: EgressLimits::slack(),
             }),
             webhook_token: None,
+            datadog: None,
         };
         let mut app = RunningApp::start(settings).await.unwrap();
 

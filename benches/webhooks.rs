@@ -64,6 +64,7 @@ fn main() {
                 limits: EgressLimits::fast(),
             }),
             webhook_token: Some(secrecy::SecretString::from(token)),
+            datadog: None,
         };
         let mut app = RunningApp::start(settings).await.unwrap();
         let url = format!("http://{}/webhooks/datadog", app.addr);

@@ -314,6 +314,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tick_every: Duration::from_secs(1),
         slack,
         webhook_token: env_secret("WEBHOOK_TOKEN"),
+        datadog: datadog_settings_from_env()?,
     };
     let app = RunningApp::start(settings).await?;
     tracing::info!(addr = %app.addr, "incident-commander is running");
@@ -356,6 +357,23 @@ fn slack_settings_from_env(policy: &Policy) -> anyhow::Result<Option<SlackSettin
         reconnect_seconds: 5,
     });
     Ok(Some(SlackSettings { api_url, bot_token, signing_secret, socket, limits: EgressLimits::slack() }))
+}
+
+/// Datadog settings from `DD_API_KEY`, `DD_APP_KEY`, `DD_SITE`, `DD_API_URL`. Without both keys
+/// evidence is off (said once at startup).
+fn datadog_settings_from_env() -> anyhow::Result<Option<crate::app::DatadogSettings>> {
+    let (Some(api_key), Some(app_key)) = (env_secret("DD_API_KEY"), env_secret("DD_APP_KEY")) else {
+        return Ok(None);
+    };
+    let site = std::env::var("DD_SITE").unwrap_or_else(|_| "datadoghq.com".into());
+    let api_url = std::env::var("DD_API_URL").ok().filter(|u| !u.trim().is_empty());
+    let site = crate::datadog::Site::resolve(&site, api_url.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Some(crate::app::DatadogSettings {
+        site,
+        api_key,
+        app_key,
+        budget_per_hour: crate::datadog::SPANS_REQUESTS_PER_HOUR,
+    }))
 }
 
 async fn wait_for_signal() {

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod datadog;
 pub mod domain;
 pub mod policy;
 pub mod sandbox;

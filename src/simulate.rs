@@ -123,6 +123,9 @@ fn effect_label(e: &Effect) -> String {
         Effect::Answer(text) => format!("answer privately: {text}"),
         Effect::CreateIncidentChannel => "create the incident channel".into(),
         Effect::PostPostmortem => "post the postmortem draft".into(),
+        Effect::UpdatePostmortem => "edit the postmortem draft".into(),
+        Effect::RequestEvidence(_) => "ask Datadog for evidence (failing traces, per-customer error ratios)".into(),
+        Effect::PublishEvidence { .. } => "post or edit the evidence message".into(),
         Effect::InviteToChannel(users) => format!("invite {} to the incident channel", users.len()),
         Effect::SuggestSeverity { severity, reason } => format!("suggest {severity} ({reason}) with a button"),
     }

@@ -6,7 +6,9 @@ use common::*;
 use incident_commander::domain::alert::Transition;
 use incident_commander::domain::decide::{Action, Context, Effect, Event, Outcome, State, decide};
 use incident_commander::domain::ids::{IncidentId, Priority, Severity};
-use incident_commander::domain::incident::{EntryKind, Incident, Role, SeveritySetBy, Status, TransitionError};
+use incident_commander::domain::incident::{
+    EntryKind, EvidencePurpose, Incident, Role, SeveritySetBy, Status, TransitionError,
+};
 use incident_commander::domain::postmortem::postmortem_markdown;
 use incident_commander::policy::Policy;
 
@@ -67,7 +69,7 @@ fn webhook_alert_opens_an_incident_with_rotation_roles_and_graded_severity() {
     assert_eq!(incident.slack.thread_ts, None, "a webhook alert has no message to thread on");
     assert_eq!(incident.deadlines.escalate_at, Some(t0() + mins(10)));
     assert_eq!(incident.deadlines.status_reminder_at, Some(t0() + mins(30)));
-    assert_eq!(effects, vec![Effect::PostRoot, Effect::SyncHeader]);
+    assert_eq!(effects, vec![Effect::PostRoot, Effect::SyncHeader, Effect::RequestEvidence(EvidencePurpose::Open)]);
     assert_eq!(incident.timeline[0].kind, EntryKind::Opened);
 }
 
@@ -77,7 +79,7 @@ fn slack_alert_threads_on_its_own_message() {
     let (incident, effects) =
         open(&policy, Event::Alert(slack_alert("111", Transition::Triggered, "1700000000.000100")), t0());
     assert_eq!(incident.slack.thread_ts.as_deref(), Some("1700000000.000100"));
-    assert_eq!(effects, vec![Effect::SyncHeader]);
+    assert_eq!(effects, vec![Effect::SyncHeader, Effect::RequestEvidence(EvidencePurpose::Open)]);
 }
 
 #[test]
@@ -298,7 +300,7 @@ fn resolved_incidents_refuse_changes_until_reopened() {
     assert!(err.to_string().contains("/incident reopen"));
     // The root cause may still be added for the postmortem.
     let (incident, effects) = act(&policy, &incident, BOB, Action::RootCause { text: "bad deploy".into() }, 8).unwrap();
-    assert!(effects.contains(&Effect::PostPostmortem), "the postmortem is refreshed");
+    assert!(effects.contains(&Effect::UpdatePostmortem), "the postmortem is edited with the root cause");
     let (incident, _) = act(&policy, &incident, ALICE, Action::Reopen, 9).unwrap();
     assert_eq!(incident.status, Status::Reopened);
     assert_eq!(incident.resolved_at, None);

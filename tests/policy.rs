@@ -47,7 +47,7 @@ fn example_file_loads_with_its_documented_values() {
     assert_eq!(policy.default_team().name, "backend");
     assert_eq!(policy.slack.alert_channels.len(), 2);
     assert_eq!(policy.slack.incident_channel_severities, vec![Severity::Sev1, Severity::Sev2]);
-    assert_eq!(policy.severity.rules.len(), 4);
+    assert_eq!(policy.severity.rules.len(), 5);
     assert_eq!(policy.timers.ack_timeout.sev1, TimeDelta::minutes(5));
     assert_eq!(policy.timers.root_cause_reminder, TimeDelta::hours(24));
     assert_eq!(policy.emoji.investigator, "mag");
@@ -106,6 +106,12 @@ fn example_file_shows_every_key_the_policy_knows() {
         "refresh",
         "min_requests",
         "traces",
+        "verdict",
+        "elevated_ratio",
+        "isolated_share",
+        "isolation_factor",
+        "global_share",
+        "span_metric_customer_tag",
     ];
     for key in keys {
         let shown = EXAMPLE.lines().any(|l| l.trim_start().starts_with(&format!("{key} =")) || l.trim() == key);

@@ -160,6 +160,7 @@ async fn running_app_answers_health_and_processes_accepted_events() {
         tick_every: Duration::from_secs(3600),
         slack: None,
         webhook_token: None,
+        datadog: None,
     };
     let mut app = RunningApp::start(settings).await.unwrap();
     let client = reqwest::Client::new();

@@ -290,6 +290,7 @@ async fn startup_fails_clearly_on_a_bad_token() {
             limits: EgressLimits::fast(),
         }),
         webhook_token: None,
+        datadog: None,
     };
     let err = incident_commander::app::RunningApp::start(settings).await.err().expect("startup fails");
     let text = format!("{err:#}");

@@ -42,6 +42,17 @@ pub struct Settings {
     pub slack: Option<SlackSettings>,
     /// Shared secret for the alert webhooks (`WEBHOOK_TOKEN`); `None` turns them off.
     pub webhook_token: Option<SecretString>,
+    /// Datadog, for evidence; `None` turns evidence off.
+    pub datadog: Option<DatadogSettings>,
+}
+
+/// How to reach Datadog.
+pub struct DatadogSettings {
+    pub site: crate::datadog::Site,
+    pub api_key: SecretString,
+    pub app_key: SecretString,
+    /// Spans requests per hour (Datadog allows 300 per organisation).
+    pub budget_per_hour: u32,
 }
 
 /// How to reach Slack.
@@ -74,6 +85,8 @@ pub struct RunningApp {
     pub bot: Option<BotIdentity>,
     /// Changes after every delivered Slack call.
     pub egress_activity: Option<watch::Receiver<u64>>,
+    /// Evidence requests not answered yet.
+    pub evidence_in_flight: crate::datadog::evidence::InFlight,
     shutdown: CancellationToken,
     flusher_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -122,9 +135,36 @@ impl RunningApp {
             Some((_, bot)) => Box::new(SlackInterpreter::new(policy.clone(), bot.clone())),
             None => Box::new(DomainOnly),
         };
+        let mut tasks = Vec::new();
+        let evidence_in_flight = crate::datadog::evidence::InFlight::default();
+        let evidence = match &settings.datadog {
+            Some(dd) => {
+                let client =
+                    crate::datadog::DatadogClient::new(dd.site.clone(), dd.api_key.clone(), dd.app_key.clone())
+                        .map_err(|e| anyhow::anyhow!(e))?
+                        .with_budget(dd.budget_per_hour);
+                tracing::info!(api = dd.site.api_base.as_str(), app = dd.site.app_base.as_str(), "Datadog evidence on");
+                let (jobs, handle) = crate::datadog::evidence::spawn_worker(
+                    Arc::new(client),
+                    policy.datadog.clone(),
+                    inbox.clone(),
+                    settings.clock.clone(),
+                    metrics.clone(),
+                    evidence_in_flight.clone(),
+                    shutdown.clone(),
+                );
+                tasks.push(handle);
+                Some(jobs)
+            }
+            None => {
+                tracing::warn!("Datadog evidence is off: set DD_API_KEY and DD_APP_KEY (and DD_SITE) to turn it on");
+                None
+            }
+        };
         let processor = Processor::new(dyn_store.clone(), policy, settings.clock.clone(), metrics.clone(), interpreter)
             .context("cannot load open incidents")?
-            .with_workspace_url(slack.as_ref().and_then(|(_, bot)| bot.workspace_url.clone()));
+            .with_workspace_url(slack.as_ref().and_then(|(_, bot)| bot.workspace_url.clone()))
+            .with_evidence(evidence, evidence_in_flight.clone());
         let links = ProcessorLinks {
             wake: wake.clone(),
             egress: egress_wake.clone(),
@@ -137,7 +177,7 @@ impl RunningApp {
         };
         // Events accepted before a restart are waiting: start with a pass over the inbox.
         wake.notify_one();
-        let mut tasks = vec![tokio::spawn(processor::run(processor, links))];
+        tasks.push(tokio::spawn(processor::run(processor, links)));
 
         let mut router = server::ops_routes(server::OpsState { store: dyn_store.clone(), metrics: metrics.clone() });
         router = router.merge(webhooks::routes(webhooks::WebhookState {
@@ -198,6 +238,7 @@ impl RunningApp {
             egress_wake,
             bot,
             egress_activity,
+            evidence_in_flight,
             shutdown,
             flusher_stop,
             tasks,
@@ -228,7 +269,7 @@ impl RunningApp {
             }
             let handled = *self.handled.borrow();
             let outbox_empty = self.store.pending_outbox().map(|p| p.is_empty()).unwrap_or(false) || egress.is_none();
-            if handled >= self.inbox.accepted_count() && outbox_empty {
+            if handled >= self.inbox.accepted_count() && outbox_empty && self.evidence_in_flight.count() == 0 {
                 return;
             }
             match egress.as_mut() {

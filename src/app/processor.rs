@@ -90,6 +90,9 @@ pub struct Processor {
     storms: StormWatch,
     /// The workspace's URL (from auth.test), to link threads: `https://acme.slack.com/`.
     workspace_url: Option<String>,
+    /// Where evidence requests go; `None` when Datadog is not configured.
+    evidence: Option<tokio::sync::mpsc::UnboundedSender<crate::datadog::evidence::EvidenceJob>>,
+    evidence_in_flight: crate::datadog::evidence::InFlight,
 }
 
 impl Processor {
@@ -111,7 +114,56 @@ impl Processor {
             deadlines,
             storms: StormWatch::default(),
             workspace_url: None,
+            evidence: None,
+            evidence_in_flight: Default::default(),
         })
+    }
+
+    /// Sends evidence requests to this worker.
+    pub fn with_evidence(
+        mut self,
+        jobs: Option<tokio::sync::mpsc::UnboundedSender<crate::datadog::evidence::EvidenceJob>>,
+        in_flight: crate::datadog::evidence::InFlight,
+    ) -> Processor {
+        self.evidence = jobs;
+        self.evidence_in_flight = in_flight;
+        self
+    }
+
+    fn evidence_jobs(
+        &self,
+        incident: &Incident,
+        effects: &[Effect],
+        now: DateTime<Utc>,
+    ) -> Vec<crate::datadog::evidence::EvidenceJob> {
+        if self.evidence.is_none() {
+            return Vec::new();
+        }
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::RequestEvidence(purpose) => Some(crate::datadog::evidence::EvidenceJob::for_incident(
+                    incident,
+                    *purpose,
+                    now,
+                    &self.policy.datadog,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Hands jobs to the evidence worker, after the step that asked for them is committed (so
+    /// the answer finds the incident). A job lost in a crash is asked again at the next refresh.
+    fn send_jobs(&self, jobs: Vec<crate::datadog::evidence::EvidenceJob>) {
+        if let Some(tx) = &self.evidence {
+            for job in jobs {
+                self.evidence_in_flight.started();
+                if tx.send(job).is_err() {
+                    self.evidence_in_flight.finished();
+                }
+            }
+        }
     }
 
     /// Lets messages link to threads (`https://<workspace>/archives/<channel>/p<ts>`).
@@ -245,6 +297,7 @@ impl Processor {
                     Some(t) => self.deadlines.insert(id, t),
                     None => self.deadlines.remove(&id),
                 };
+                let jobs = self.evidence_jobs(&incident, &effects, now);
                 self.store.commit(Commit {
                     consumed,
                     incident: Some(*incident),
@@ -252,6 +305,7 @@ impl Processor {
                     alert,
                     ..Commit::default()
                 })?;
+                self.send_jobs(jobs);
                 if is_new {
                     self.metrics.incidents_opened.inc();
                 }
@@ -395,7 +449,9 @@ impl Processor {
                         Some(t) => self.deadlines.insert(id, t),
                         None => self.deadlines.remove(&id),
                     };
+                    let jobs = self.evidence_jobs(&updated, &effects, now);
                     self.store.commit(Commit { incident: Some(*updated), outbox, ..Commit::default() })?;
+                    self.send_jobs(jobs);
                     changed += 1;
                 }
                 Ok(Outcome::Ignored { .. }) | Err(_) => {

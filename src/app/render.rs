@@ -29,6 +29,13 @@ pub fn thread_of(incident: &Incident) -> ThreadRef {
     }
 }
 
+fn postmortem(incident: &Incident) -> Message {
+    Message {
+        text: format!("Postmortem draft for {}", incident.id),
+        blocks: vec![messages::Block::Markdown(postmortem_markdown(incident))],
+    }
+}
+
 /// Slack channel names: lower case, digits, `-` and `_`, at most 80 characters.
 pub fn incident_channel_name(incident: &Incident) -> String {
     let mut slug = String::new();
@@ -115,13 +122,31 @@ pub fn outbox_entries(
                 message: messages::severity_suggestion(incident.severity, *severity, reason),
                 key: None,
             })),
+            Effect::UpdatePostmortem => out.push(entry(SlackOp::UpdateMessage {
+                channel: ChannelRef::Id(channel.clone()),
+                key: MessageKey::for_incident(incident.id, "postmortem"),
+                message: postmortem(incident),
+            })),
+            Effect::PublishEvidence { text, first } => {
+                let key = MessageKey::for_incident(incident.id, "evidence");
+                let message = Message::text(text.clone());
+                out.push(entry(if *first {
+                    SlackOp::PostMessage {
+                        channel: ChannelRef::Id(channel.clone()),
+                        thread: Some(thread.clone()),
+                        message,
+                        key: Some(key),
+                    }
+                } else {
+                    SlackOp::UpdateMessage { channel: ChannelRef::Id(channel.clone()), key, message }
+                }));
+            }
+            // Not a Slack call: the processor hands it to the evidence worker.
+            Effect::RequestEvidence(_) => {}
             Effect::PostPostmortem => out.push(entry(SlackOp::PostMessage {
                 channel: ChannelRef::Id(channel.clone()),
                 thread: Some(thread.clone()),
-                message: Message {
-                    text: format!("Postmortem draft for {}", incident.id),
-                    blocks: vec![messages::Block::Markdown(postmortem_markdown(incident))],
-                },
+                message: postmortem(incident),
                 key: Some(MessageKey::for_incident(incident.id, "postmortem")),
             })),
         }

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, SlackMessageRef, Transition};
+use super::evidence::{Evidence, evidence_message, evidence_summary};
 use super::ids::{ChannelId, IncidentId, Severity, UserId};
 use super::incident::{
-    Actor, AlertTrack, Deadlines, EntryKind, Incident, Role, RootCause, SeveritySetBy, SlackLocation, Status,
-    TransitionError,
+    Actor, AlertTrack, Deadlines, EntryKind, EvidencePurpose, EvidenceState, Incident, Role, RootCause, SeveritySetBy,
+    SlackLocation, Status, TransitionError,
 };
 use super::messages;
 use super::severity::{Assessment, SeverityInput, assess};
@@ -35,6 +36,8 @@ pub enum Event {
     Tick,
     /// A reaction on an alert message asked to open an incident from it.
     OpenFromAlert { by: UserId, alert: Alert },
+    /// Evidence from Datadog arrived (or could not be had, and why).
+    Evidence { purpose: EvidencePurpose, result: Result<Box<Evidence>, String> },
 }
 
 /// What a person can do to an incident, however they asked (command, button, reaction).
@@ -115,10 +118,16 @@ pub enum Effect {
     CreateIncidentChannel,
     /// Post the postmortem draft in the thread.
     PostPostmortem,
+    /// Edit the postmortem draft posted earlier (late root cause, resolution evidence).
+    UpdatePostmortem,
     /// Invite people to the incident's dedicated channel (new role holders).
     InviteToChannel(Vec<UserId>),
     /// The rules suggest another severity than the one a person set: offer it with a button.
     SuggestSeverity { severity: Severity, reason: String },
+    /// Ask Datadog for evidence (answered later with [`Event::Evidence`]).
+    RequestEvidence(EvidencePurpose),
+    /// Post the evidence message (`first`) or edit it in place.
+    PublishEvidence { text: String, first: bool },
 }
 
 /// The result of a decision.
@@ -166,6 +175,12 @@ pub fn decide(state: State<'_>, event: &Event, ctx: Context<'_>) -> Result<Outco
         (State::New { .. }, Event::Act { .. }) => Ok(Outcome::Ignored { reason: "no such incident".into() }),
         (State::Existing(incident), Event::Tick) => Ok(tick(incident, ctx)),
         (State::New { .. }, Event::Tick) => Ok(Outcome::Ignored { reason: "no incident to check".into() }),
+        (State::Existing(incident), Event::Evidence { purpose, result }) => {
+            Ok(evidence(incident, *purpose, result, ctx))
+        }
+        (State::New { .. }, Event::Evidence { .. }) => {
+            Ok(Outcome::Ignored { reason: "evidence for no incident".into() })
+        }
     }
 }
 
@@ -179,7 +194,16 @@ fn severity_for(
     team: &str,
     policy: &Policy,
 ) -> Assessment {
-    assess(&policy.severity, SeverityInput { priority: alert_priority, tags, team })
+    assess(&policy.severity, SeverityInput { priority: alert_priority, tags, team, evidence: None })
+}
+
+/// The postmortem effect: posted the first time, edited after.
+fn postmortem_effect(incident: &mut Incident) -> Effect {
+    if std::mem::replace(&mut incident.postmortem_posted, true) {
+        Effect::UpdatePostmortem
+    } else {
+        Effect::PostPostmortem
+    }
 }
 
 /// Opening deadlines for a fresh incident.
@@ -189,6 +213,7 @@ fn initial_deadlines(severity: Severity, now: DateTime<Utc>, policy: &Policy) ->
         escalations: 0,
         status_reminder_at: Some(now + policy.timers.status_update.get(severity)),
         root_cause_reminder_at: None,
+        evidence_refresh_at: Some(now + policy.datadog.refresh),
     }
 }
 
@@ -233,6 +258,8 @@ fn new_incident(
         last_status_update_at: None,
         resolution_summary: None,
         suggested_severity: None,
+        evidence: None,
+        postmortem_posted: false,
     };
     let roles = format!(
         "commander {} (primary on call), investigator {}",
@@ -260,6 +287,7 @@ fn opening_effects(incident: &Incident, needs_root: bool, ctx: Context<'_>) -> V
     if ctx.policy.slack.incident_channel_severities.contains(&incident.severity) {
         effects.push(Effect::CreateIncidentChannel);
     }
+    effects.push(Effect::RequestEvidence(EvidencePurpose::Open));
     effects
 }
 
@@ -339,6 +367,9 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
         }
     }
     track.last_seen = track.last_seen.max(alert.observed_at);
+    if let Some(p) = alert.priority {
+        track.priority = Some(track.priority.map_or(p, |q| q.min(p)));
+    }
     if !track.fingerprints.contains(&alert.fingerprint) {
         track.fingerprints.push(alert.fingerprint.clone());
     }
@@ -390,7 +421,8 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
         }
         if incident.resolve(Some("the alert recovered (alerts.resolve_on_recovery)"), &monitor, ctx.now).is_ok() {
             effects.push(Effect::Reply(messages::resolved_message(&incident)));
-            effects.push(Effect::PostPostmortem);
+            effects.push(postmortem_effect(&mut incident));
+            effects.push(Effect::RequestEvidence(EvidencePurpose::Resolution));
         }
     }
     changed(incident, effects)
@@ -400,7 +432,27 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
 /// a person's choice is never replaced: the suggestion is offered once, with a button.
 fn reassess_severity(incident: &mut Incident, alert: &Alert, ctx: Context<'_>, effects: &mut Vec<Effect>) {
     let tags = alert.routing_tags();
-    let suggestion = severity_for(alert.priority, &tags, &incident.team, ctx.policy);
+    let suggestion = severity_now(incident, alert.priority, &tags, ctx);
+    apply_suggestion(incident, suggestion, ctx, effects);
+}
+
+/// What the rules say now, from an alert's facts and the latest evidence.
+fn severity_now(
+    incident: &Incident,
+    priority: Option<super::ids::Priority>,
+    tags: &[String],
+    ctx: Context<'_>,
+) -> Assessment {
+    let evidence = incident.evidence.as_ref().and_then(|e| {
+        Some(super::severity::EvidenceFacts {
+            verdict: e.verdict.as_deref()?,
+            error_ratio: e.error_ratio.unwrap_or(0.0),
+        })
+    });
+    assess(&ctx.policy.severity, SeverityInput { priority, tags, team: &incident.team, evidence })
+}
+
+fn apply_suggestion(incident: &mut Incident, suggestion: Assessment, ctx: Context<'_>, effects: &mut Vec<Effect>) {
     if suggestion.severity == incident.severity || incident.suggested_severity == Some(suggestion.severity) {
         return;
     }
@@ -533,6 +585,7 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             if !incident.root_cause.is_found() {
                 incident.deadlines.root_cause_reminder_at = Some(now + policy.timers.root_cause_reminder);
             }
+            effects.push(Effect::RequestEvidence(EvidencePurpose::Mitigation));
             effects.push(Effect::Reply(messages::mitigated_message(
                 by,
                 note.as_deref().map(str::trim).filter(|n| !n.is_empty()),
@@ -544,13 +597,14 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             let updated = incident.find_root_cause(text, by, now)?;
             effects.push(Effect::Reply(messages::root_cause_message(by, text.trim(), updated)));
             if incident.status.is_closed() {
-                effects.push(Effect::PostPostmortem);
+                effects.push(postmortem_effect(&mut incident));
             }
         }
         Action::Resolve { summary } => {
             incident.resolve(summary.as_deref(), &Actor::Person(by.clone()), now)?;
             effects.push(Effect::Reply(messages::resolved_message(&incident)));
-            effects.push(Effect::PostPostmortem);
+            effects.push(postmortem_effect(&mut incident));
+            effects.push(Effect::RequestEvidence(EvidencePurpose::Resolution));
         }
         Action::Reopen => {
             incident.reopen(by, now)?;
@@ -643,8 +697,82 @@ fn tick(current: &Incident, ctx: Context<'_>) -> Outcome {
             incident.deadlines.root_cause_reminder_at = Some(now + policy.timers.root_cause_reminder);
         }
     }
+    if incident.deadlines.evidence_refresh_at.is_some_and(|t| t <= now) {
+        effects.push(Effect::RequestEvidence(EvidencePurpose::Refresh));
+        incident.deadlines.evidence_refresh_at = Some(now + policy.datadog.refresh);
+    }
     if effects.is_empty() && incident == *current {
         return Outcome::Ignored { reason: "nothing due".into() };
+    }
+    changed(incident, effects)
+}
+
+/// How soon a failed evidence request is tried again.
+pub const EVIDENCE_RETRY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// Evidence arrived: show it (editing the message in place), snapshot it on the timeline at
+/// opening, mitigation and resolution, and let severity rules look at it. A failure keeps the last
+/// good evidence on screen, says why the refresh failed, and tries again soon.
+fn evidence(
+    current: &Incident,
+    purpose: EvidencePurpose,
+    result: &Result<Box<Evidence>, String>,
+    ctx: Context<'_>,
+) -> Outcome {
+    let mut incident = current.clone();
+    let mut effects = Vec::new();
+    let now = ctx.now;
+    let state = incident.evidence.get_or_insert_with(EvidenceState::default);
+    let first = !state.posted;
+    state.posted = true;
+    match result {
+        Ok(e) => {
+            let text = evidence_message(e);
+            let summary = evidence_summary(e);
+            state.last_error = None;
+            state.last_text = Some(text.clone());
+            state.summary = Some(summary.clone());
+            state.verdict = e.blast.as_ref().map(|b| b.verdict.kind().to_string());
+            state.error_ratio = e.blast.as_ref().map(|b| b.global.ratio);
+            effects.push(Effect::PublishEvidence { text, first });
+            let snapshot = match purpose {
+                EvidencePurpose::Open | EvidencePurpose::Refresh
+                    if !state.snapshots.contains(&EvidencePurpose::Open) =>
+                {
+                    Some((EvidencePurpose::Open, "at opening"))
+                }
+                EvidencePurpose::Mitigation => Some((EvidencePurpose::Mitigation, "at mitigation")),
+                EvidencePurpose::Resolution => Some((EvidencePurpose::Resolution, "at resolution")),
+                _ => None,
+            };
+            if let Some((which, label)) = snapshot
+                && !state.snapshots.contains(&which)
+            {
+                state.snapshots.push(which);
+                incident.record(now, Actor::Bot, EntryKind::Evidence, format!("Evidence {label}: {summary}"));
+                if which == EvidencePurpose::Resolution && incident.postmortem_posted {
+                    effects.push(Effect::UpdatePostmortem);
+                }
+            }
+            if incident.is_open() {
+                let (priority, tags) = match &incident.alerts {
+                    Some(a) => (a.priority, a.tags.clone()),
+                    None => (None, Vec::new()),
+                };
+                let suggestion = severity_now(&incident, priority, &tags, ctx);
+                apply_suggestion(&mut incident, suggestion, ctx, &mut effects);
+            }
+        }
+        Err(reason) => {
+            state.last_error = Some(reason.clone());
+            let text = messages::evidence_unavailable_message(reason, state.last_text.as_deref(), now + EVIDENCE_RETRY);
+            effects.push(Effect::PublishEvidence { text, first });
+            if incident.is_open() {
+                let retry = now + EVIDENCE_RETRY;
+                incident.deadlines.evidence_refresh_at =
+                    Some(incident.deadlines.evidence_refresh_at.map_or(retry, |t| t.min(retry)));
+            }
+        }
     }
     changed(incident, effects)
 }

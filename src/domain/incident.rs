@@ -125,6 +125,9 @@ pub struct AlertTrack {
     /// Slack messages (ts) of the alerts folded in, so an edit of one is not counted again.
     #[serde(default)]
     pub messages: Vec<String>,
+    /// The highest priority seen among the alerts.
+    #[serde(default)]
+    pub priority: Option<super::ids::Priority>,
 }
 
 /// How many alert message timestamps an incident remembers.
@@ -148,6 +151,7 @@ impl AlertTrack {
             recent_transitions: Vec::new(),
             flapping_noted: false,
             messages: alert.slack.iter().map(|m| m.ts.clone()).collect(),
+            priority: alert.priority,
         }
     }
 }
@@ -226,11 +230,17 @@ pub struct Deadlines {
     pub status_reminder_at: Option<DateTime<Utc>>,
     /// When to remind the investigator about the root cause.
     pub root_cause_reminder_at: Option<DateTime<Utc>>,
+    /// When to refresh the evidence message.
+    #[serde(default)]
+    pub evidence_refresh_at: Option<DateTime<Utc>>,
 }
 
 impl Deadlines {
     pub fn next(&self) -> Option<DateTime<Utc>> {
-        [self.escalate_at, self.status_reminder_at, self.root_cause_reminder_at].into_iter().flatten().min()
+        [self.escalate_at, self.status_reminder_at, self.root_cause_reminder_at, self.evidence_refresh_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -262,6 +272,39 @@ pub struct Incident {
     /// same suggestion is not posted twice.
     #[serde(default)]
     pub suggested_severity: Option<Severity>,
+    /// What the evidence from Datadog last said.
+    #[serde(default)]
+    pub evidence: Option<EvidenceState>,
+    /// The postmortem draft was posted (later changes edit it).
+    #[serde(default)]
+    pub postmortem_posted: bool,
+}
+
+/// Why evidence was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EvidencePurpose {
+    Open,
+    Refresh,
+    Mitigation,
+    Resolution,
+}
+
+/// The incident's view of its evidence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceState {
+    /// The evidence message exists (later results edit it).
+    pub posted: bool,
+    /// The verdict kind (`isolated`, `global`...) and global error ratio of the last good result.
+    pub verdict: Option<String>,
+    pub error_ratio: Option<f64>,
+    /// The last good result, in one line.
+    pub summary: Option<String>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// Timeline snapshots taken (open, mitigation, resolution).
+    pub snapshots: Vec<EvidencePurpose>,
+    /// The last good evidence message, kept so a failed refresh does not blank it.
+    pub last_text: Option<String>,
 }
 
 /// A transition the rules refuse, with what to do instead. The text is shown to the person who

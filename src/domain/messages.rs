@@ -351,6 +351,19 @@ pub fn severity_suggestion(current: Severity, suggested: Severity, reason: &str)
     }
 }
 
+/// When Datadog cannot be asked: the last good evidence stays, with why the refresh failed.
+pub fn evidence_unavailable_message(reason: &str, last: Option<&str>, retry_at: DateTime<Utc>) -> String {
+    let warning = format!(
+        ":warning: Evidence from Datadog is unavailable: {}. Trying again at {}.",
+        escape_untrusted(reason),
+        retry_at.format("%H:%M UTC")
+    );
+    match last {
+        Some(text) => format!("{text}\n{warning}"),
+        None => warning,
+    }
+}
+
 /// Posted in a new incident channel: what it is for and where the thread is.
 pub fn incident_channel_intro_message(incident: &Incident, thread_link: Option<&str>) -> String {
     let thread = thread_link.map(|l| format!(" The incident thread: {l}")).unwrap_or_default();

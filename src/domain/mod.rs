@@ -6,6 +6,7 @@
 pub mod alert;
 pub mod command;
 pub mod decide;
+pub mod evidence;
 pub mod ids;
 pub mod incident;
 pub mod messages;

@@ -18,6 +18,17 @@ pub struct SeverityInput<'a> {
     pub priority: Option<Priority>,
     pub tags: &'a [String],
     pub team: &'a str,
+    /// What the evidence says, once it arrived.
+    pub evidence: Option<EvidenceFacts<'a>>,
+}
+
+/// The parts of the evidence severity rules can use.
+#[derive(Debug, Clone, Copy)]
+pub struct EvidenceFacts<'a> {
+    /// `isolated`, `several`, `global`, `no_errors`, `scattered`.
+    pub verdict: &'a str,
+    /// Global error ratio in [0, 1].
+    pub error_ratio: f64,
 }
 
 /// The first rule that matches decides; otherwise the policy's default applies.
@@ -38,7 +49,10 @@ fn matches(rule: &SeverityRule, input: SeverityInput<'_>) -> bool {
     let priority_ok = rule.priority.is_empty() || input.priority.is_some_and(|p| rule.priority.contains(&p));
     let tags_ok = rule.tags.iter().all(|g| input.tags.iter().any(|t| g.is_match(t)));
     let team_ok = rule.team.is_empty() || rule.team.iter().any(|t| t.eq_ignore_ascii_case(input.team));
-    priority_ok && tags_ok && team_ok
+    let verdict_ok =
+        rule.verdict.is_empty() || input.evidence.is_some_and(|e| rule.verdict.iter().any(|v| v == e.verdict));
+    let ratio_ok = rule.min_error_ratio.is_none_or(|min| input.evidence.is_some_and(|e| e.error_ratio >= min));
+    priority_ok && tags_ok && team_ok && verdict_ok && ratio_ok
 }
 
 /// A reason built from the conditions that matched, e.g. `priority P1, tag env:prod (rule 2)`.
@@ -54,6 +68,9 @@ fn describe(rule: &SeverityRule, input: SeverityInput<'_>, index: usize) -> Stri
     }
     if !rule.team.is_empty() {
         parts.push(format!("team {}", input.team));
+    }
+    if let Some(e) = input.evidence.filter(|_| !rule.verdict.is_empty() || rule.min_error_ratio.is_some()) {
+        parts.push(format!("evidence {} at {:.1}% errors", e.verdict.replace('_', " "), e.error_ratio * 100.0));
     }
     if parts.is_empty() {
         parts.push("matches every alert".to_string());
@@ -73,11 +90,34 @@ mod tests {
             priority: priority.to_vec(),
             tags: tags.iter().map(|t| TagGlob::new(t).unwrap()).collect(),
             team: team.iter().map(|t| t.to_string()).collect(),
+            verdict: Vec::new(),
+            min_error_ratio: None,
         }
     }
 
     fn input<'a>(priority: Option<Priority>, tags: &'a [String], team: &'a str) -> SeverityInput<'a> {
-        SeverityInput { priority, tags, team }
+        SeverityInput { priority, tags, team, evidence: None }
+    }
+
+    #[test]
+    fn evidence_conditions_match_only_with_evidence() {
+        let mut r = rule(Severity::Sev1, &[], &[], &[]);
+        r.verdict = vec!["global".into()];
+        r.min_error_ratio = Some(0.05);
+        let policy = SeverityPolicy { default: Severity::Sev3, rules: vec![r] };
+        assert_eq!(assess(&policy, input(None, &[], "backend")).severity, Severity::Sev3, "no evidence yet");
+        let global = SeverityInput {
+            evidence: Some(EvidenceFacts { verdict: "global", error_ratio: 0.12 }),
+            ..input(None, &[], "backend")
+        };
+        let a = assess(&policy, global);
+        assert_eq!(a.severity, Severity::Sev1);
+        assert_eq!(a.reason, "evidence global at 12.0% errors (severity rule 1)");
+        let low = SeverityInput {
+            evidence: Some(EvidenceFacts { verdict: "global", error_ratio: 0.01 }),
+            ..input(None, &[], "backend")
+        };
+        assert_eq!(assess(&policy, low).severity, Severity::Sev3);
     }
 
     #[test]

@@ -106,6 +106,10 @@ pub struct SeverityRule {
     pub tags: Vec<TagGlob>,
     /// Any of these team names.
     pub team: Vec<String>,
+    /// Any of these evidence verdicts (`isolated`, `several`, `global`, `no_errors`, `scattered`).
+    pub verdict: Vec<String>,
+    /// The evidence's global error ratio is at least this (0 to 1).
+    pub min_error_ratio: Option<f64>,
 }
 
 /// A duration for each severity.
@@ -183,6 +187,13 @@ pub struct DatadogPolicy {
     pub min_requests: u64,
     /// How many representative traces to link.
     pub traces: usize,
+    /// Verdict thresholds.
+    pub verdict: crate::domain::evidence::VerdictRules,
+    /// A span-based metric counting spans, tagged by customer and status: when set, the
+    /// per-customer table comes from the metrics API instead of spans aggregation.
+    pub span_metric: Option<String>,
+    /// The span-based metric's customer tag.
+    pub span_metric_customer_tag: String,
 }
 
 impl Policy {

@@ -58,6 +58,8 @@ pub struct RawRule {
     pub priority: Vec<String>,
     pub tags: Vec<String>,
     pub team: Vec<String>,
+    pub verdict: Vec<String>,
+    pub min_error_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,4 +117,10 @@ pub struct RawDatadog {
     pub refresh: Option<String>,
     pub min_requests: Option<i64>,
     pub traces: Option<i64>,
+    pub elevated_ratio: Option<f64>,
+    pub isolated_share: Option<f64>,
+    pub isolation_factor: Option<f64>,
+    pub global_share: Option<f64>,
+    pub span_metric: Option<String>,
+    pub span_metric_customer_tag: Option<String>,
 }

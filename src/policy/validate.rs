@@ -455,7 +455,37 @@ fn build_severity(raw: RawSeverity, p: &mut Problems) -> Option<SeverityPolicy> 
                     .enumerate()
                     .filter_map(|(j, g)| TagGlob::new(g).map_err(|e| p.add(format!("{}[{j}]", at("tags")), e)).ok())
                     .collect();
-                Some(SeverityRule { severity: severity?, reason: r.reason, priority, tags, team: r.team })
+                let verdict: Vec<String> = r
+                    .verdict
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, v)| match crate::domain::evidence::Verdict::parse_kind(v) {
+                        Some(k) => Some(k.to_string()),
+                        None => {
+                            p.add(
+                                format!("{}[{j}]", at("verdict")),
+                                format!("`{v}` is not a verdict (use isolated, several, global, no_errors, scattered)"),
+                            );
+                            None
+                        }
+                    })
+                    .collect();
+                let min_error_ratio = r.min_error_ratio.filter(|m| {
+                    let ok = (0.0..=1.0).contains(m);
+                    if !ok {
+                        p.add(at("min_error_ratio"), format!("{m} is not a ratio between 0 and 1 (5% is 0.05)"));
+                    }
+                    ok
+                });
+                Some(SeverityRule {
+                    severity: severity?,
+                    reason: r.reason,
+                    priority,
+                    tags,
+                    team: r.team,
+                    verdict,
+                    min_error_ratio,
+                })
             })
             .collect(),
     };
@@ -471,7 +501,15 @@ fn default_severity_rules() -> Vec<SeverityRule> {
         (Severity::Sev4, vec![Priority::P4, Priority::P5]),
     ]
     .into_iter()
-    .map(|(severity, priority)| SeverityRule { severity, reason: None, priority, tags: Vec::new(), team: Vec::new() })
+    .map(|(severity, priority)| SeverityRule {
+        severity,
+        reason: None,
+        priority,
+        tags: Vec::new(),
+        team: Vec::new(),
+        verdict: Vec::new(),
+        min_error_ratio: None,
+    })
     .collect()
 }
 
@@ -611,6 +649,32 @@ fn build_datadog(raw: RawDatadog, p: &mut Problems) -> Option<DatadogPolicy> {
             None
         }
     };
+    let defaults = crate::domain::evidence::VerdictRules::default();
+    let mut fraction = |v: Option<f64>, default: f64, key: &str| -> Option<f64> {
+        match v {
+            None => Some(default),
+            Some(x) if (0.0..=1.0).contains(&x) => Some(x),
+            Some(x) => {
+                p.add(format!("datadog.{key}"), format!("{x} is not between 0 and 1 (50% is 0.5)"));
+                None
+            }
+        }
+    };
+    let elevated_ratio = fraction(raw.elevated_ratio, defaults.elevated_ratio, "elevated_ratio");
+    let isolated_share = fraction(raw.isolated_share, defaults.isolated_share, "isolated_share");
+    let global_share = fraction(raw.global_share, defaults.global_share, "global_share");
+    let isolation_factor = match raw.isolation_factor {
+        None => Some(defaults.isolation_factor),
+        Some(f) if f >= 1.0 => Some(f),
+        Some(f) => {
+            p.add(
+                "datadog.isolation_factor",
+                format!("{f} is too small; use 1 or more (how many times everyone else's ratio)"),
+            );
+            None
+        }
+    };
+    let span_metric = raw.span_metric.map(|m| m.trim().to_string()).filter(|m| !m.is_empty());
     Some(DatadogPolicy {
         customer_facet,
         env: raw.env.filter(|e| !e.trim().is_empty()),
@@ -619,5 +683,14 @@ fn build_datadog(raw: RawDatadog, p: &mut Problems) -> Option<DatadogPolicy> {
         refresh: refresh?,
         min_requests: min_requests?,
         traces: traces?,
+        verdict: crate::domain::evidence::VerdictRules {
+            min_requests: min_requests?,
+            elevated_ratio: elevated_ratio?,
+            isolated_share: isolated_share?,
+            isolation_factor: isolation_factor?,
+            global_share: global_share?,
+        },
+        span_metric,
+        span_metric_customer_tag: raw.span_metric_customer_tag.unwrap_or_else(|| "customer".into()),
     })
 }

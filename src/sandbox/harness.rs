@@ -45,6 +45,12 @@ pub struct HarnessOptions {
     pub clock: Option<Arc<ManualClock>>,
     /// Use this data directory instead of a fresh temporary one.
     pub data_dir: Option<PathBuf>,
+    /// Start the sandbox Datadog with this world (evidence on).
+    pub datadog: Option<super::datadog::DatadogWorld>,
+    /// The `DD_SITE` the bot is told (links use its app host); the API is the sandbox either way.
+    pub dd_site: String,
+    /// Spans requests per hour the bot may make.
+    pub dd_budget: u32,
 }
 
 impl HarnessOptions {
@@ -57,6 +63,9 @@ impl HarnessOptions {
             silence_limit: Duration::from_secs(600),
             clock: None,
             data_dir: None,
+            datadog: None,
+            dd_site: "datadoghq.com".into(),
+            dd_budget: crate::datadog::SPANS_REQUESTS_PER_HOUR,
         }
     }
 
@@ -72,6 +81,9 @@ impl HarnessOptions {
 /// The bot and its sandbox, running.
 pub struct Harness {
     pub sandbox: SlackSandbox,
+    /// The sandbox Datadog, when evidence is on.
+    pub datadog: Option<super::datadog::DatadogSandbox>,
+    dd: Option<(String, u32)>,
     pub app: RunningApp,
     pub mode: Mode,
     policy: String,
@@ -109,8 +121,10 @@ fn populate(sandbox: &SlackSandbox, policy: &Policy) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start_bot(
     sandbox: &SlackSandbox,
+    datadog: Option<(&super::datadog::DatadogSandbox, &str, u32)>,
     mode: Mode,
     policy: Policy,
     data_dir: PathBuf,
@@ -138,6 +152,12 @@ async fn start_bot(
         tick_every: Duration::from_secs(3600),
         slack: Some(slack),
         webhook_token: Some(SecretString::from(WEBHOOK_TOKEN)),
+        datadog: datadog.map(|(dd, site, budget)| crate::app::DatadogSettings {
+            site: crate::datadog::Site::resolve(site, Some(&dd.api_url())).expect("a known site"),
+            api_key: SecretString::from(super::datadog::API_KEY),
+            app_key: SecretString::from(super::datadog::APP_KEY),
+            budget_per_hour: budget,
+        }),
     };
     let opened_before = sandbox.connections_opened();
     let app = RunningApp::start(settings).await?;
@@ -178,8 +198,18 @@ impl Harness {
             Some(c) => c.clone(),
             None => Arc::new(SystemClock),
         };
+        // Message timestamps follow the bot's clock, as Slack's follow real time.
+        sandbox.set_epoch(clock.now().timestamp());
+        let datadog = match &options.datadog {
+            Some(world) => {
+                Some(super::datadog::DatadogSandbox::start(world.clone()).await.expect("the Datadog sandbox starts"))
+            }
+            None => None,
+        };
+        let dd = datadog.as_ref().map(|_| (options.dd_site.clone(), options.dd_budget));
         let app = start_bot(
             &sandbox,
+            datadog.as_ref().zip(dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget)),
             options.mode,
             policy,
             data_dir.clone(),
@@ -191,6 +221,8 @@ impl Harness {
         .expect("the bot starts against the sandbox");
         Harness {
             sandbox,
+            datadog,
+            dd,
             app,
             mode: options.mode,
             policy: options.policy,
@@ -209,6 +241,8 @@ impl Harness {
     pub async fn restart(self) -> Harness {
         let Harness {
             sandbox,
+            datadog,
+            dd,
             app,
             mode,
             policy,
@@ -223,11 +257,15 @@ impl Harness {
         } = self;
         app.shutdown().await.expect("the bot stops cleanly");
         let parsed = Policy::parse(&policy).expect("valid");
-        let app = start_bot(&sandbox, mode, parsed, data_dir.clone(), clock.clone(), egress.clone(), silence_limit)
-            .await
-            .expect("the bot starts again");
+        let dd_args = datadog.as_ref().zip(dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget));
+        let app =
+            start_bot(&sandbox, dd_args, mode, parsed, data_dir.clone(), clock.clone(), egress.clone(), silence_limit)
+                .await
+                .expect("the bot starts again");
         Harness {
             sandbox,
+            datadog,
+            dd,
             app,
             mode,
             policy,

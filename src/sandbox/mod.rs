@@ -2,5 +2,6 @@
 //! speaking the real wire formats so the real adapters run against it unchanged. Used by the
 //! integration tests and by `incident-commander demo`.
 
+pub mod datadog;
 pub mod harness;
 pub mod slack;

@@ -167,12 +167,14 @@ struct World {
     bot_token_valid: bool,
     /// Modals opened with views.open: (view id, trigger id, view).
     views: Vec<(String, String, Value)>,
+    /// Message timestamps count up from here (seconds), so they can match the bot's clock.
+    epoch: i64,
 }
 
 impl World {
     fn ts(&mut self) -> String {
         self.next_ts += 1;
-        format!("{}.{:06}", 1_700_000_000 + self.next_ts / 1000, self.next_ts % 1000 * 100)
+        format!("{}.{:06}", self.epoch + (self.next_ts / 1000) as i64, self.next_ts % 1000 * 100)
     }
 
     fn id(&mut self, prefix: &str) -> String {
@@ -251,6 +253,7 @@ impl SlackSandbox {
             connections_opened: 0,
             bot_token_valid: true,
             views: Vec::new(),
+            epoch: 1_700_000_000,
         }));
         let connected = Arc::new(Notify::new());
         let state = Arc::new(AppState { world: world.clone(), connected: connected.clone(), addr });
@@ -292,6 +295,13 @@ impl SlackSandbox {
             purpose: String::new(),
             pins: Vec::new(),
         });
+    }
+
+    /// Message timestamps from now on start at `secs` (Unix seconds).
+    pub fn set_epoch(&self, secs: i64) {
+        let mut w = self.world();
+        w.epoch = secs;
+        w.next_ts = 0;
     }
 
     pub fn set_limits(&self, limits: SandboxLimits) {

@@ -65,6 +65,7 @@ sev4 = "4h"
 
 [datadog]
 customer_facet = "@usr.org_id"
+refresh = "6h"
 "#;
 
 pub fn policy() -> Policy {
