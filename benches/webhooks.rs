@@ -128,7 +128,7 @@ fn main() {
         println!("| header and summary edits sent (chat.update, after coalescing) | {updates} |");
         let mut kinds: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
         for m in sandbox.messages() {
-            let kind = if m.text.starts_with("INC-") { "incident header" } else if m.text.contains("Details and updates in the thread") { "incident root message" } else if m.text.contains("Alert storm") { "storm summary" } else { "thread note" };
+            let kind = if m.text.starts_with("INC-") { "incident header" } else if m.text.contains("Severity, roles and updates in the thread") { "incident root message" } else if m.text.contains("Alert storm") { "storm summary" } else { "thread note" };
             *kinds.entry(kind.to_string()).or_default() += 1;
         }
         println!("| messages by kind | {} |", kinds.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));

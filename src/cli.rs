@@ -33,6 +33,22 @@ pub struct Cli {
 pub enum Command {
     /// Run the bot.
     Serve(ServeArgs),
+    /// Play a scenario with the whole bot against the built-in sandbox Slack and Datadog (no
+    /// credentials needed) and print what people would see in Slack.
+    Demo {
+        /// Your own scenario file (see docs/demo.md); default: the built-in one.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// The policy to play it against; default: the built-in demo policy.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where to write the transcript, postmortems and the record of every call.
+        #[arg(long, value_name = "DIR", default_value = "./demo-out")]
+        out: PathBuf,
+        /// Leave the sandbox and the bot running afterwards (Ctrl-C stops them).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Show what the bot would do with one alert payload (Slack event or message, Datadog,
     /// Alertmanager or Grafana webhook body), as JSON. Exits 2 on a payload it cannot read.
     Simulate {
@@ -95,6 +111,23 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file, at } => check_config(&file, at.unwrap_or_else(Utc::now)),
         Command::Export { incident, format, data_dir } => export(&incident, format, &data_dir),
+        Command::Demo { scenario, config, out, keep } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_tracing();
+            }
+            install_crypto_provider();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            let result = runtime
+                .context("cannot start the async runtime")
+                .and_then(|rt| rt.block_on(demo(scenario.as_deref(), config.as_deref(), &out, keep)));
+            match result {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("demo failed: {e:#}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
         Command::Simulate { payload, config, data_dir, at } => {
             simulate(&payload, &config, data_dir.as_deref(), at.unwrap_or_else(Utc::now))
         }
@@ -316,12 +349,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         webhook_token: env_secret("WEBHOOK_TOKEN"),
         datadog: datadog_settings_from_env()?,
     };
+    let stop = shutdown_signal().context("cannot listen for SIGTERM")?;
     let app = RunningApp::start(settings).await?;
     tracing::info!(addr = %app.addr, "incident-commander is running");
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("stopping: finishing the event in hand");
     app.shutdown().await?;
     tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(scenario: Option<&Path>, config: Option<&Path>, out: &Path, keep: bool) -> anyhow::Result<ExitCode> {
+    let scenario_text = match scenario {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        None => crate::demo::DEFAULT_SCENARIO.to_string(),
+    };
+    let policy_text = match config {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        None => crate::demo::DEFAULT_POLICY.to_string(),
+    };
+    let scenario = crate::demo::Scenario::parse(&scenario_text)?;
+    let run = crate::demo::run(&scenario, &policy_text).await?;
+    println!("{}", run.log);
+    println!("{}", run.transcript);
+    let written = crate::demo::write_outputs(&run, out)?;
+    println!("Played {} steps in {:.1} s. Wrote:", scenario.steps.len(), run.elapsed.as_secs_f64());
+    for path in written {
+        println!("  {}", path.display());
+    }
+    if keep {
+        let stop = shutdown_signal().context("cannot listen for Ctrl-C")?;
+        let h = &run.harness;
+        println!("\nThe sandbox keeps running (Ctrl-C stops it):");
+        println!("  Slack Web API  {}", h.sandbox.api_url());
+        if let Some(dd) = &h.datadog {
+            println!("  Datadog API    {}", dd.api_url());
+        }
+        println!("  the bot        http://{} (/healthz, /metrics, /webhooks/*)", h.app.addr);
+        println!("  webhook token  {}", crate::sandbox::harness::WEBHOOK_TOKEN);
+        stop.await;
+    }
+    run.harness.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -376,24 +444,25 @@ fn datadog_settings_from_env() -> anyhow::Result<Option<crate::app::DatadogSetti
     }))
 }
 
-async fn wait_for_signal() {
+/// Registers for SIGTERM and Ctrl-C at once, so a signal that arrives as soon as the bot logs
+/// "listening" is never missed; the returned future completes on the first of them.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

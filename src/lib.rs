@@ -6,6 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod datadog;
+pub mod demo;
 pub mod domain;
 pub mod policy;
 pub mod sandbox;

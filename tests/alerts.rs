@@ -170,12 +170,13 @@ async fn alertmanager_webhook_opens_one_incident_per_fingerprint_in_the_team_cha
     let (status, answer) = t.webhook("alertmanager", &body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 2);
-    let root = t.expect_reply(FRONT, "INC-1 · SEV1");
-    assert!(root.text.contains("Alertmanager"));
+    let root = t.expect_reply(FRONT, "*INC-1* — HighErrorRate");
+    assert!(root.text.contains("(Alertmanager)"), "the root names the source: {}", root.text);
+    assert!(!root.text.contains("SEV"), "severity lives in the header, which stays current: {}", root.text);
     let header = t.expect_reply(FRONT, "INC-1 · SEV1 · HighErrorRate: web-shop 5xx above 5%");
     assert_eq!(header.thread_ts.as_deref(), Some(root.ts.as_str()), "the header threads under the bot's root message");
     assert!(header.blocks.to_string().contains(&user(DAVE).mention()), "frontend's primary commands");
-    t.expect_reply(FRONT, "INC-2 · SEV1");
+    t.expect_reply(FRONT, "*INC-2* —");
     t.expect_reply(FRONT, "INC-2 · SEV1 · HighErrorRate: web-cart");
     // Alertmanager retries the same delivery: nothing new.
     let (status, answer) = t.webhook("alertmanager", &body).await;
@@ -206,7 +207,7 @@ async fn datadog_and_grafana_webhooks_open_incidents() {
     });
     let (status, answer) = t.webhook("datadog", &datadog).await;
     assert_eq!(status, 200, "{answer}");
-    t.expect_reply(ALERTS, "INC-1 · SEV3");
+    t.expect_reply(ALERTS, "*INC-1* — Payments queue backlog (Datadog webhook)");
     t.expect_reply(ALERTS, "INC-1 · SEV3 · Payments queue backlog");
     let grafana = json!({
         "receiver": "ic", "status": "firing", "orgId": 1, "state": "alerting", "version": "1", "groupKey": "g",
@@ -216,7 +217,7 @@ async fn datadog_and_grafana_webhooks_open_incidents() {
     });
     let (status, _) = t.webhook("grafana", &grafana).await;
     assert_eq!(status, 200);
-    t.expect_reply(FRONT, "INC-2 · SEV3");
+    t.expect_reply(FRONT, "*INC-2* — DiskFull");
     t.expect_reply(FRONT, "INC-2 · SEV3 · DiskFull: disk 95%");
     t.finish();
 }
@@ -288,7 +289,8 @@ async fn a_storm_is_summarised_in_one_message_and_every_alert_is_kept() {
     let summaries: Vec<_> = t.bot_messages().into_iter().filter(|m| m.text.contains("Alert storm")).collect();
     assert_eq!(summaries.len(), 1, "one summary per storm");
     assert!(summaries[0].text.contains("alerts from 3 monitors"), "{}", summaries[0].text);
-    let roots = t.bot_messages().into_iter().filter(|m| m.text.contains("Details and updates in the thread")).count();
+    let roots =
+        t.bot_messages().into_iter().filter(|m| m.text.contains("Severity, roles and updates in the thread")).count();
     let headers = t.bot_messages().into_iter().filter(|m| m.text.starts_with("INC-")).count();
     assert_eq!((roots, headers), (3, 3), "one root and one header per incident, never twice");
     let thread_notes = t

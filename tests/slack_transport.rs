@@ -10,6 +10,7 @@ use common::*;
 use incident_commander::domain::command::Verb;
 use incident_commander::sandbox::harness::{Harness, HarnessOptions};
 use incident_commander::sandbox::slack::{self, Fault, SandboxLimits, sign};
+use incident_commander::slack::blocks::escape_placeholders;
 use incident_commander::slack::egress::EgressLimits;
 use serde_json::json;
 use slack_morphism::prelude::SlackSigningSecret;
@@ -56,7 +57,7 @@ async fn help_by_mention_replies_in_a_thread_on_the_mention() {
     let reply = t.expect_reply(ALERTS, "/incident");
     assert_eq!(reply.thread_ts.as_deref(), Some(ts.as_str()), "the help goes in a thread on the mention");
     for verb in Verb::ALL {
-        assert!(reply.text.contains(verb.usage()), "help lists {verb}");
+        assert!(reply.text.contains(&escape_placeholders(verb.usage())), "help lists {verb}");
     }
     t.finish();
 }
@@ -67,8 +68,9 @@ async fn slash_help_answers_privately_with_every_command() {
     let answers = t.slash(BOB, ALERTS, "help").await;
     assert_eq!(answers.len(), 1);
     for verb in Verb::ALL {
-        assert!(answers[0].contains(verb.usage()), "help lists {verb}");
+        assert!(answers[0].contains(&escape_placeholders(verb.usage())), "help lists {verb}");
     }
+    assert!(answers[0].contains("declare &lt;title&gt;"), "placeholders are escaped, so Slack shows them as typed");
     let answers = t.slash(BOB, ALERTS, "resolv INC-1").await;
     assert_eq!(
         answers,
@@ -310,7 +312,7 @@ async fn queued_header_edits_coalesce_and_thread_order_is_kept() {
     t.idle().await;
     let updates = t.sandbox.calls_to("chat.update");
     assert_eq!(updates.len(), 1, "three queued header edits, one chat.update: {updates:#?}");
-    let root = t.expect_reply(ALERTS, "INC-1 · SEV2");
+    let root = t.expect_reply(ALERTS, "*INC-1* — Checkout errors");
     let thread = t.sandbox.thread(ALERTS, &root.ts);
     let texts: Vec<&str> = thread.iter().map(|m| m.text.as_str()).collect();
     assert!(texts[1].starts_with("INC-1 · SEV"), "the header is the first reply: {texts:#?}");

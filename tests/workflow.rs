@@ -51,9 +51,13 @@ async fn roles_tracks_buttons_reactions_and_commands_from_alert_to_postmortem() 
     let alert_ts = t.post_datadog_alert(ALERTS, &alert("Triggered", 2)).await;
     let h = t.expect_reply(ALERTS, "INC-1 · SEV2");
 
-    // Bob already investigates; Carol cannot take command by button while Alice holds it.
+    // Bob, assigned by the rotation, confirms the role; a second click is refused.
+    let answers = t.click(BOB, ALERTS, &h.ts, "investigate").await;
+    assert!(answers.is_empty(), "{answers:?}");
+    t.expect_reply(ALERTS, "confirmed the investigator role");
     let answers = t.click(BOB, ALERTS, &h.ts, "investigate").await;
     assert_eq!(answers, [format!("{} is already the investigator of INC-1.", user(BOB).mention())]);
+    // Carol cannot take command by button while Alice holds it.
     let answers = t.click(CAROL, ALERTS, &h.ts, "take_command").await;
     assert_eq!(
         answers,
@@ -156,7 +160,7 @@ async fn sev1_gets_a_channel_linked_both_ways_where_commands_need_no_id() {
     let (mut t, _) = start(POLICY).await;
     let answers = t.slash(DAVE, FRONT, "declare Checkout page blank sev 1 team frontend").await;
     assert_eq!(answers, ["Declared INC-1 · SEV1: Checkout page blank"]);
-    let root = t.expect_reply(FRONT, "INC-1 · SEV1");
+    let root = t.expect_reply(FRONT, "*INC-1* — Checkout page blank (declared by <@");
     t.expect_reply(FRONT, "INC-1 · SEV1 · Checkout page blank");
     let created = t.expect_reply(FRONT, "Dedicated channel: <#");
     assert_eq!(created.thread_ts.as_deref(), Some(root.ts.as_str()));

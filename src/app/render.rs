@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::decide::Effect;
-use crate::domain::incident::Incident;
+use crate::domain::incident::{Actor, Incident};
 use crate::domain::messages::{self, Message};
 use crate::domain::postmortem::postmortem_markdown;
 use crate::store::{ChannelRef, MessageKey, Origin, OutboxEntry, SlackOp, ThreadRef};
@@ -165,8 +165,20 @@ fn answers_only(incident: &Incident, effects: &[Effect], origin: &Origin, now: D
         .collect()
 }
 
+/// Where the incident came from, as the root message names it: the alert source, or who declared it.
 fn source_label(incident: &Incident) -> String {
-    incident.alerts.as_ref().map(|a| a.source.label().to_string()).unwrap_or_else(|| "declared".into())
+    if let Some(alerts) = &incident.alerts {
+        return alerts.source.label().to_string();
+    }
+    // The declarer is the first person on the timeline: the declare itself records them.
+    let declarer = incident.timeline.iter().find_map(|e| match &e.actor {
+        Actor::Person(user) => Some(user),
+        _ => None,
+    });
+    match declarer {
+        Some(user) => format!("declared by {}", user.mention()),
+        None => "declared".into(),
+    }
 }
 
 /// A private answer to whoever caused the event: through the slash command's response URL, or as

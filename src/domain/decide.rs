@@ -260,6 +260,7 @@ fn new_incident(
         suggested_severity: None,
         evidence: None,
         postmortem_posted: false,
+        confirmed_roles: Vec::new(),
     };
     let roles = format!(
         "commander {} (primary on call), investigator {}",

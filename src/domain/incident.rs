@@ -278,6 +278,9 @@ pub struct Incident {
     /// The postmortem draft was posted (later changes edit it).
     #[serde(default)]
     pub postmortem_posted: bool,
+    /// Roles their holder took or confirmed themselves (rotation assignments are tentative).
+    #[serde(default)]
+    pub confirmed_roles: Vec<Role>,
 }
 
 /// Why evidence was asked for.
@@ -390,6 +393,9 @@ impl Incident {
         self.ensure_open()?;
         match self.status {
             Status::Open | Status::Reopened => {
+                if self.commander.as_ref() == Some(by) && !self.confirmed_roles.contains(&Role::Commander) {
+                    self.confirmed_roles.push(Role::Commander);
+                }
                 self.status = Status::Acknowledged;
                 self.acknowledged_at.get_or_insert(now);
                 self.deadlines.escalate_at = None;
@@ -426,6 +432,13 @@ impl Incident {
     ) -> Result<Option<UserId>, TransitionError> {
         self.ensure_open()?;
         if self.holder(role) == Some(user) {
+            // The rotation assigned it; the holder taking it themselves confirms it, once.
+            if user == by && !self.confirmed_roles.contains(&role) {
+                self.confirmed_roles.push(role);
+                let text = format!("{} confirmed the {role} role", user.mention());
+                self.record(now, Actor::Person(by.clone()), EntryKind::RoleChanged, text);
+                return Ok(Some(user.clone()));
+            }
             return Err(TransitionError::AlreadyInRole { id: self.id, role, user: user.clone() });
         }
         if self.holder(role.other()) == Some(user) {
@@ -437,6 +450,10 @@ impl Incident {
             return Err(TransitionError::RoleHeld { id: self.id, role, holder: holder.clone() });
         }
         let previous = self.holder_mut(role).replace(user.clone());
+        self.confirmed_roles.retain(|r| *r != role);
+        if user == by {
+            self.confirmed_roles.push(role);
+        }
         let text = match (&previous, user == by) {
             (None, true) => format!("{} took the {role} role", user.mention()),
             (None, false) => format!("{} made {} {role}", by.mention(), user.mention()),

@@ -128,8 +128,11 @@ pub fn header_message(incident: &Incident) -> Message {
     let mut fields = vec![
         format!("*Severity*\n{} — {}", incident.severity, incident.severity_reason),
         format!("*Team*\n{}", incident.team),
-        format!("*Commander*\n{}", who(incident.commander.as_ref(), "_unassigned_")),
-        format!("*Investigator*\n{}", who(incident.investigator.as_ref(), "_open: volunteer with Investigate_")),
+        format!("*Commander*\n{}", role_holder(incident, super::incident::Role::Commander, "_unassigned_")),
+        format!(
+            "*Investigator*\n{}",
+            role_holder(incident, super::incident::Role::Investigator, "_open: volunteer with Investigate_")
+        ),
         format!("*Status*\n{status}"),
         format!("*Root cause*\n{root_cause}"),
     ];
@@ -214,9 +217,8 @@ pub fn header_message(incident: &Incident) -> Message {
 /// The root message for incidents that did not start from a Slack message (webhooks, declares).
 pub fn incident_root_message(incident: &Incident, source: &str) -> Message {
     Message::text(format!(
-        ":rotating_light: *{} · {}* — {} ({source}). Details and updates in the thread.",
+        ":rotating_light: *{}* — {} ({source}). Severity, roles and updates in the thread.",
         incident.id,
-        incident.severity,
         escape_untrusted(&incident.title)
     ))
 }
@@ -245,6 +247,15 @@ pub fn flapping_message(count: u32, window: TimeDelta) -> String {
 
 pub fn role_changed_message(text: &str) -> String {
     format!(":busts_in_silhouette: {text}.")
+}
+
+/// The header marks roles the rotation assigned and nobody confirmed yet.
+fn role_holder(incident: &Incident, role: super::incident::Role, missing: &str) -> String {
+    match incident.holder(role) {
+        Some(u) if incident.confirmed_roles.contains(&role) => u.mention(),
+        Some(u) => format!("{} _(from the rotation)_", u.mention()),
+        None => missing.to_string(),
+    }
 }
 
 pub fn acknowledged_message(by: &UserId) -> String {

@@ -59,7 +59,7 @@ pub fn postmortem_markdown(incident: &Incident) -> String {
     }
     let evidence: Vec<_> = incident.timeline.iter().filter(|e| e.kind == EntryKind::Evidence).collect();
     for e in &evidence {
-        let _ = writeln!(md, "- Evidence at {}: {}", e.at.format("%H:%M:%S UTC"), e.text);
+        let _ = writeln!(md, "- {} ({})", e.text, e.at.format("%H:%M UTC"));
     }
     if evidence.is_empty() {
         let _ = writeln!(md, "- _Customer impact: to be filled in._");

@@ -14,7 +14,7 @@ use crate::domain::alert::{Alert, Transition};
 use crate::domain::ids::{BotId, ChannelId, Priority, Severity, UserId};
 use crate::domain::roster::Rotation;
 
-pub use validate::{ConfigError, ConfigErrors};
+pub use validate::{ConfigError, ConfigErrors, parse_duration};
 
 /// A validated policy.
 #[derive(Debug, Clone)]

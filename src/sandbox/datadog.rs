@@ -26,6 +26,8 @@ pub struct CustomerSpec {
     pub requests_per_minute: u64,
     /// Share of this customer's requests that fail, 0 to 1.
     pub error_rate: f64,
+    /// Only this service's traffic (`None`: every service's).
+    pub service: Option<String>,
 }
 
 /// A backend service, the frontend that calls it, and how it fails.
@@ -69,6 +71,7 @@ impl DatadogWorld {
                     name: n.to_string(),
                     requests_per_minute: *rpm,
                     error_rate: *rate,
+                    service: None,
                 })
                 .collect(),
             facet: "@usr.org_id".into(),
@@ -280,7 +283,7 @@ async fn search(State(state): State<Shared>, headers: HeaderMap, body: axum::bod
     let span_ms = (to - from).num_milliseconds().max(1);
     let mut spans = Vec::new();
     for service in matching(&world, &q) {
-        for customer in &world.customers {
+        for customer in world.customers.iter().filter(|c| c.service.as_ref().is_none_or(|s| *s == service.name)) {
             let errors = ((customer.requests_per_minute * mins) as f64 * customer.error_rate).round() as u64;
             for i in 0..errors.min(8) {
                 let trace = hash(&[&service.name, &customer.name, &i.to_string()]) >> 1;
@@ -371,7 +374,11 @@ async fn aggregate(State(state): State<Shared>, headers: HeaderMap, body: axum::
     let mut buckets = Vec::new();
     let services = matching(&world, &q);
     for customer in &world.customers {
-        let requests: u64 = services.iter().map(|_| customer.requests_per_minute * mins).sum();
+        let served = services.iter().filter(|s| customer.service.as_ref().is_none_or(|n| *n == s.name)).count() as u64;
+        let requests: u64 = served * customer.requests_per_minute * mins;
+        if requests == 0 {
+            continue;
+        }
         let errors = (requests as f64 * customer.error_rate).round() as u64;
         for (status, n) in [("error", errors), ("ok", requests - errors)] {
             if n == 0 || (q.errors_only && status == "ok") {
@@ -420,7 +427,11 @@ async fn metric_query(
     let series: Vec<Value> = world
         .customers
         .iter()
-        .filter(|_| world.services.iter().any(|s| service.as_ref().is_none_or(|n| *n == s.name)))
+        .filter(|c| {
+            world.services.iter().any(|s| {
+                service.as_ref().is_none_or(|n| *n == s.name) && c.service.as_ref().is_none_or(|cs| *cs == s.name)
+            })
+        })
         .map(|c| {
             let requests = c.requests_per_minute * mins;
             let value = if errors_only { (requests as f64 * c.error_rate).round() } else { requests as f64 };

@@ -51,6 +51,8 @@ pub struct HarnessOptions {
     pub dd_site: String,
     /// Spans requests per hour the bot may make.
     pub dd_budget: u32,
+    /// Display names of people and channels (by id); others are named after their id.
+    pub names: Vec<(String, String)>,
 }
 
 impl HarnessOptions {
@@ -66,6 +68,7 @@ impl HarnessOptions {
             datadog: None,
             dd_site: "datadoghq.com".into(),
             dd_budget: crate::datadog::SPANS_REQUESTS_PER_HOUR,
+            names: Vec::new(),
         }
     }
 
@@ -98,7 +101,9 @@ pub struct Harness {
 }
 
 /// The people and channels the policy names exist in the workspace; the bot is in every channel.
-fn populate(sandbox: &SlackSandbox, policy: &Policy) {
+fn populate(sandbox: &SlackSandbox, policy: &Policy, names: &[(String, String)]) {
+    let name_of =
+        |id: &str, fallback: String| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()).unwrap_or(fallback);
     let mut users: Vec<String> = Vec::new();
     let mut channels: Vec<String> = policy.slack.alert_channels.iter().map(|c| c.to_string()).collect();
     for team in &policy.teams {
@@ -111,13 +116,18 @@ fn populate(sandbox: &SlackSandbox, policy: &Policy) {
     users.dedup();
     channels.sort();
     channels.dedup();
+    for (id, _) in names.iter().filter(|(id, _)| id.starts_with(['U', 'W'])) {
+        if !users.contains(id) {
+            users.push(id.clone());
+        }
+    }
     for u in &users {
-        sandbox.add_user(u, &u.to_lowercase());
+        sandbox.add_user(u, &name_of(u, u.to_lowercase()));
     }
     for c in &channels {
         let mut members: Vec<&str> = users.iter().map(String::as_str).collect();
         members.push(slack::BOT_USER_ID);
-        sandbox.add_channel(c, &format!("alerts-{}", c.to_lowercase()), &members);
+        sandbox.add_channel(c, &name_of(c, format!("alerts-{}", c.to_lowercase())), &members);
     }
 }
 
@@ -186,7 +196,7 @@ impl Harness {
         }
         let sandbox = SlackSandbox::start(options.sandbox_limits).await.expect("the sandbox starts");
         let policy = Policy::parse(&options.policy).expect("the harness policy is valid");
-        populate(&sandbox, &policy);
+        populate(&sandbox, &policy, &options.names);
         let (data_dir, temp) = match options.data_dir {
             Some(d) => (d, None),
             None => {
@@ -401,7 +411,8 @@ impl Harness {
     /// Moves the bot's manual clock on and runs its timers (needs `HarnessOptions::clock`).
     pub async fn advance(&mut self, by: chrono::TimeDelta) {
         let clock = self.manual_clock.clone().expect("advance needs a harness started with a manual clock");
-        clock.advance(by);
+        let now = clock.advance(by);
+        self.sandbox.set_epoch(now.timestamp());
         tokio::time::timeout(Duration::from_secs(30), self.app.run_timers()).await.expect("timers ran within 30 s");
     }
 
@@ -477,8 +488,15 @@ impl Harness {
 }
 
 /// Whether a message's text or any of its block texts contains `needle`.
+/// Whether a message holds `needle`, in its text or blocks as sent or as Slack shows them (with
+/// `&lt;`, `&gt;` and `&amp;` decoded).
 pub fn message_contains(m: &StoredMessage, needle: &str) -> bool {
-    m.text.contains(needle) || m.blocks.to_string().contains(needle)
+    let shown = |s: &str| s.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+    let blocks = m.blocks.to_string();
+    m.text.contains(needle)
+        || blocks.contains(needle)
+        || shown(&m.text).contains(needle)
+        || shown(&blocks).contains(needle)
 }
 
 fn find_control<'a>(blocks: &'a Value, action_id: &str) -> Option<&'a Value> {

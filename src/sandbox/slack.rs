@@ -297,11 +297,15 @@ impl SlackSandbox {
         });
     }
 
-    /// Message timestamps from now on start at `secs` (Unix seconds).
+    /// Message timestamps from now on start at `secs` (Unix seconds). Moving it backwards is
+    /// ignored, so timestamps keep increasing.
     pub fn set_epoch(&self, secs: i64) {
         let mut w = self.world();
-        w.epoch = secs;
-        w.next_ts = 0;
+        let current = w.epoch + (w.next_ts / 1000) as i64;
+        if secs > current {
+            w.epoch = secs;
+            w.next_ts = 0;
+        }
     }
 
     pub fn set_limits(&self, limits: SandboxLimits) {

@@ -43,6 +43,33 @@ pub fn root_cause_modal(incident: &str) -> Value {
     })
 }
 
+/// Escapes `<` and `>` that are not Slack markup (`<@U…>`, `<#C…>`, `<!…>`, `<http…>`), so
+/// usage placeholders such as `<text>` show as typed instead of being eaten as links.
+pub fn escape_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['<', '>']) {
+        out.push_str(&rest[..i]);
+        let c = &rest[i..];
+        if c.starts_with('<') {
+            let markup = ["<@", "<#", "<!", "<http://", "<https://", "<mailto:"].iter().any(|p| c.starts_with(p));
+            match (markup, c.find('>')) {
+                (true, Some(end)) => {
+                    out.push_str(&c[..=end]);
+                    rest = &c[end + 1..];
+                    continue;
+                }
+                _ => out.push_str("&lt;"),
+            }
+        } else {
+            out.push_str("&gt;");
+        }
+        rest = &c[1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Cuts `s` to at most `max` characters, marking the cut.
 pub fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -54,7 +81,7 @@ pub fn clip(s: &str, max: usize) -> String {
 }
 
 fn mrkdwn(text: &str, max: usize) -> Value {
-    json!({"type": "mrkdwn", "text": clip(text, max)})
+    json!({"type": "mrkdwn", "text": clip(&escape_placeholders(text), max)})
 }
 
 fn severity_option(s: Severity) -> Value {
@@ -79,7 +106,9 @@ pub fn render_blocks(message: &Message, incident: Option<&str>) -> Vec<Value> {
             }),
             Block::Context(text) => json!({"type": "context", "elements": [mrkdwn(text, SECTION_MAX)]}),
             Block::Divider => json!({"type": "divider"}),
-            Block::Markdown(text) => json!({"type": "markdown", "text": clip(text, MARKDOWN_MAX)}),
+            Block::Markdown(text) => {
+                json!({"type": "markdown", "text": clip(&escape_placeholders(text), MARKDOWN_MAX)})
+            }
             Block::Actions(controls) => json!({
                 "type": "actions",
                 "elements": controls.iter().map(|c| match c {
@@ -114,6 +143,15 @@ pub fn render_blocks(message: &Message, incident: Option<&str>) -> Vec<Value> {
 mod tests {
     use super::*;
     use crate::domain::messages::ButtonAction;
+
+    #[test]
+    fn placeholders_are_escaped_but_markup_is_kept() {
+        assert_eq!(
+            escape_placeholders("use `/incident status <text>` <@U1> <#C1> <!here> <https://x.example|x> a > b"),
+            "use `/incident status &lt;text&gt;` <@U1> <#C1> <!here> <https://x.example|x> a &gt; b"
+        );
+        assert_eq!(escape_placeholders("&lt;!channel&gt; stays"), "&lt;!channel&gt; stays");
+    }
 
     #[test]
     fn header_text_is_clipped_to_slacks_limit() {

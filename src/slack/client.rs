@@ -13,7 +13,7 @@ use slack_morphism::api::*;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
-use super::blocks::{TEXT_MAX, clip, render_blocks};
+use super::blocks::{TEXT_MAX, clip, escape_placeholders, render_blocks};
 use crate::domain::ids::{BotId, ChannelId, UserId};
 use crate::domain::messages::Message;
 
@@ -129,7 +129,7 @@ impl SlackApi {
     }
 
     fn content(message: &Message, incident: Option<&str>) -> Result<SlackMessageContent, CallError> {
-        let mut content = SlackMessageContent::new().with_text(clip(&message.text, TEXT_MAX));
+        let mut content = SlackMessageContent::new().with_text(clip(&escape_placeholders(&message.text), TEXT_MAX));
         if !message.blocks.is_empty() {
             let json = render_blocks(message, incident);
             let blocks: Vec<SlackBlock> = serde_json::from_value(serde_json::Value::Array(json))
@@ -182,7 +182,7 @@ impl SlackApi {
         let mut req = SlackApiChatPostEphemeralRequest::new(
             channel.as_str().into(),
             user.as_str().into(),
-            SlackMessageContent::new().with_text(clip(text, TEXT_MAX)),
+            SlackMessageContent::new().with_text(clip(&escape_placeholders(text), TEXT_MAX)),
         );
         if let Some(ts) = thread_ts {
             req = req.with_thread_ts(ts.into());
@@ -260,7 +260,9 @@ impl SlackApi {
     /// A delayed answer through a slash command's or interaction's `response_url` (ephemeral).
     pub async fn respond(&self, url: &str, text: &str) -> Result<(), CallError> {
         let url: url::Url = url.parse().map_err(|e| CallError::Refused(format!("bad response_url: {e}")))?;
-        let req = SlackApiPostWebhookMessageRequest::new(SlackMessageContent::new().with_text(clip(text, TEXT_MAX)));
+        let req = SlackApiPostWebhookMessageRequest::new(
+            SlackMessageContent::new().with_text(clip(&escape_placeholders(text), TEXT_MAX)),
+        );
         self.run(self.client.respond_to_event(&SlackResponseUrl(url), &req)).await.map(|_| ())
     }
 }
