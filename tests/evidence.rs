@@ -93,7 +93,9 @@ async fn an_isolated_customer_is_named_with_the_table_and_linked_traces() {
     assert!(e.text.contains("<https://app.datadoghq.com/apm/trace/"), "trace links: {}", e.text);
     assert!(e.text.contains("TimeoutError") || e.text.contains("PSQLException"), "error types: {}", e.text);
     assert!(e.text.contains("crosses frontend → backend (web-shop → api-gateway)"), "{}", e.text);
-    assert!(e.text.contains("customer acme"));
+    let traces: Vec<&str> = e.text.lines().filter(|l| l.contains("/apm/trace/")).collect();
+    assert_eq!(traces.len(), 3, "{}", e.text);
+    assert!(traces.iter().all(|l| l.contains("(customer acme,")), "the isolated customer's traces: {traces:#?}");
     let calls = t.datadog.as_ref().unwrap().calls();
     assert!(calls.len() <= 3, "at most 3 Datadog requests per open: {}", calls.len());
     let incident = t.app.store.get_incident(IncidentId::FIRST).unwrap().unwrap();

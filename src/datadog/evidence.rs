@@ -246,7 +246,8 @@ pub async fn gather(
         Vec::new()
     } else {
         let answer = client.search_spans(&format!("{scope} status:error"), job.from, job.to, SEARCH_LIMIT).await?;
-        pick_traces(traces_from_search(&answer, dd.customer_facet.as_deref()), dd.traces)
+        let affected = blast.as_ref().map(|b| b.verdict.customers()).unwrap_or_default();
+        pick_traces(traces_from_search(&answer, dd.customer_facet.as_deref()), dd.traces, affected)
     };
     Ok(Evidence {
         fetched_at: now,

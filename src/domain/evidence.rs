@@ -59,6 +59,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The customers the verdict names: one when isolated, a few when several, none otherwise.
+    pub fn customers(&self) -> &[String] {
+        match self {
+            Verdict::Isolated { customer } => std::slice::from_ref(customer),
+            Verdict::Several { customers } => customers,
+            _ => &[],
+        }
+    }
+
     /// The name severity rules use: `no_errors`, `isolated`, `several`, `global`, `scattered`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -209,8 +218,26 @@ impl TraceSample {
     }
 }
 
-/// Picks up to `n` traces: distinct (error type, resource) first, newest first, then the newest rest.
-pub fn pick_traces(mut samples: Vec<TraceSample>, n: usize) -> Vec<TraceSample> {
+/// Picks up to `n` traces. Traces of the `affected` customers (those the verdict names) come
+/// first, so the thread shows the failure the verdict is about; within each group distinct
+/// (error type, resource) come first, newest first, then the newest rest.
+pub fn pick_traces(samples: Vec<TraceSample>, n: usize, affected: &[String]) -> Vec<TraceSample> {
+    let (first, rest): (Vec<_>, Vec<_>) =
+        samples.into_iter().partition(|s| s.customer.as_ref().is_some_and(|c| affected.contains(c)));
+    let mut picked = pick_varied(first, n);
+    for s in pick_varied(rest, n) {
+        if picked.len() == n {
+            break;
+        }
+        if !picked.iter().any(|p| p.trace_id == s.trace_id) {
+            picked.push(s);
+        }
+    }
+    picked
+}
+
+/// Up to `n` traces: distinct (error type, resource) first, newest first, then the newest rest.
+fn pick_varied(mut samples: Vec<TraceSample>, n: usize) -> Vec<TraceSample> {
     samples.sort_by(|a, b| b.at.cmp(&a.at).then(a.trace_id.cmp(&b.trace_id)));
     samples.dedup_by(|a, b| a.trace_id == b.trace_id);
     let mut picked: Vec<TraceSample> = Vec::new();
@@ -492,9 +519,38 @@ mod tests {
                 t("4", "Timeout", "GET /a", 15),
             ],
             3,
+            &[],
         );
         let ids: Vec<&str> = picked.iter().map(|p| p.trace_id.as_str()).collect();
         assert_eq!(ids, ["2", "3", "4"]);
         assert!(picked[0].crosses_frontend_backend());
+    }
+
+    #[test]
+    fn traces_of_the_customers_the_verdict_names_come_first() {
+        let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+        let t = |id: &str, ty: &str, customer: &str, s: i64| TraceSample {
+            trace_id: id.into(),
+            service: "api".into(),
+            resource: "POST /orders".into(),
+            error_type: Some(ty.into()),
+            error_message: None,
+            customer: Some(customer.into()),
+            duration_ms: None,
+            at: at(s),
+            services: vec!["api".into()],
+        };
+        let samples = vec![
+            t("1", "DbError", "globex", 30),
+            t("2", "Timeout", "acme", 10),
+            t("3", "Timeout", "acme", 20),
+            t("4", "PoolExhausted", "acme", 5),
+            t("5", "Teapot", "initech", 40),
+        ];
+        let isolated = Verdict::Isolated { customer: "acme".into() };
+        let ids = |picked: Vec<TraceSample>| picked.into_iter().map(|p| p.trace_id).collect::<Vec<_>>();
+        assert_eq!(ids(pick_traces(samples.clone(), 3, isolated.customers())), ["3", "4", "2"]);
+        assert_eq!(ids(pick_traces(samples.clone(), 4, isolated.customers())), ["3", "4", "2", "5"]);
+        assert_eq!(ids(pick_traces(samples, 3, Verdict::Global.customers())), ["5", "1", "3"]);
     }
 }
