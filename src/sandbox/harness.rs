@@ -248,46 +248,24 @@ impl Harness {
     }
 
     /// Stops the bot cleanly and starts it again on the same data and sandbox.
-    pub async fn restart(self) -> Harness {
-        let Harness {
-            sandbox,
-            datadog,
-            dd,
-            app,
-            mode,
-            policy,
-            egress,
-            silence_limit,
-            clock,
-            manual_clock,
-            data_dir,
-            _temp,
-            seen,
-            privates_seen,
-        } = self;
-        app.shutdown().await.expect("the bot stops cleanly");
-        let parsed = Policy::parse(&policy).expect("valid");
-        let dd_args = datadog.as_ref().zip(dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget));
-        let app =
-            start_bot(&sandbox, dd_args, mode, parsed, data_dir.clone(), clock.clone(), egress.clone(), silence_limit)
-                .await
-                .expect("the bot starts again");
-        Harness {
-            sandbox,
-            datadog,
-            dd,
-            app,
-            mode,
-            policy,
-            egress,
-            silence_limit,
-            clock,
-            manual_clock,
-            data_dir,
-            _temp,
-            seen,
-            privates_seen,
-        }
+    pub async fn restart(mut self) -> Harness {
+        self.app.shutdown().await.expect("the bot stops cleanly");
+        let parsed = Policy::parse(&self.policy).expect("valid");
+        let dd_args =
+            self.datadog.as_ref().zip(self.dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget));
+        self.app = start_bot(
+            &self.sandbox,
+            dd_args,
+            self.mode,
+            parsed,
+            self.data_dir.clone(),
+            self.clock.clone(),
+            self.egress.clone(),
+            self.silence_limit,
+        )
+        .await
+        .expect("the bot starts again");
+        self
     }
 
     /// Stops the bot cleanly; returns its data directory (and the guard keeping a temporary one).

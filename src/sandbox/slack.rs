@@ -115,6 +115,26 @@ pub struct StoredMessage {
     pub raw: Value,
 }
 
+impl StoredMessage {
+    /// A new, unedited message as the event or API object `raw` describes it.
+    fn from_raw(channel: &str, raw: Value) -> Self {
+        let field = |k: &str| raw[k].as_str().map(String::from);
+        StoredMessage {
+            channel: channel.into(),
+            ts: field("ts").unwrap_or_default(),
+            thread_ts: field("thread_ts"),
+            user: field("user"),
+            bot_id: field("bot_id"),
+            text: field("text").unwrap_or_default(),
+            blocks: raw["blocks"].clone(),
+            attachments: raw["attachments"].clone(),
+            reactions: Vec::new(),
+            edits: 0,
+            raw,
+        }
+    }
+}
+
 /// An ephemeral message or response-URL answer only one person saw.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Private {
@@ -339,19 +359,11 @@ impl SlackSandbox {
     /// deliver hand-made envelopes, e.g. retries of one event, use it).
     pub fn add_message(&self, user: &str, channel: &str, text: &str, thread_ts: Option<&str>) -> String {
         let ts = self.world().ts();
-        self.store_message(StoredMessage {
-            channel: channel.into(),
-            ts: ts.clone(),
-            thread_ts: thread_ts.map(String::from),
-            user: Some(user.into()),
-            bot_id: None,
-            text: text.into(),
-            blocks: Value::Null,
-            attachments: Value::Null,
-            reactions: Vec::new(),
-            edits: 0,
-            raw: json!({"type": "message", "user": user, "text": text, "ts": ts, "channel": channel}),
-        });
+        let mut raw = json!({"type": "message", "user": user, "text": text, "ts": ts, "channel": channel});
+        if let Some(t) = thread_ts {
+            raw["thread_ts"] = json!(t);
+        }
+        self.store_message(StoredMessage::from_raw(channel, raw));
         ts
     }
 
@@ -477,19 +489,7 @@ impl SlackSandbox {
             event["thread_ts"] = json!(t);
             event["parent_user_id"] = json!(self.message(channel, t).and_then(|m| m.user).unwrap_or_default());
         }
-        self.store_message(StoredMessage {
-            channel: channel.into(),
-            ts: ts.clone(),
-            thread_ts: thread_ts.map(String::from),
-            user: Some(user.into()),
-            bot_id: None,
-            text: text.into(),
-            blocks: Value::Null,
-            attachments: Value::Null,
-            reactions: Vec::new(),
-            edits: 0,
-            raw: event.clone(),
-        });
+        self.store_message(StoredMessage::from_raw(channel, event.clone()));
         let mut results = vec![self.deliver_event(event).await];
         if text.contains(&format!("<@{BOT_USER_ID}>")) {
             let mut mention = json!({
@@ -523,19 +523,7 @@ impl SlackSandbox {
                 target.insert(k, v);
             }
         }
-        self.store_message(StoredMessage {
-            channel: channel.into(),
-            ts: ts.clone(),
-            thread_ts: None,
-            user: None,
-            bot_id: Some(bot_id.into()),
-            text: event["text"].as_str().unwrap_or_default().into(),
-            blocks: event["blocks"].clone(),
-            attachments: event["attachments"].clone(),
-            reactions: Vec::new(),
-            edits: 0,
-            raw: event.clone(),
-        });
+        self.store_message(StoredMessage::from_raw(channel, event.clone()));
         let result = self.deliver_event(event).await;
         (ts, result)
     }
@@ -999,25 +987,15 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
             }
             let mut message = json!({"type": "message", "subtype": "bot_message", "text": text, "user": BOT_USER_ID,
                                      "bot_id": BOT_ID, "app_id": APP_ID, "ts": ts, "team": TEAM_ID});
-            if !p["blocks"].is_null() {
-                message["blocks"] = p["blocks"].clone();
+            for key in ["blocks", "attachments"] {
+                if !p[key].is_null() {
+                    message[key] = p[key].clone();
+                }
             }
             if let Some(t) = &thread_ts {
                 message["thread_ts"] = json!(t);
             }
-            w.messages.push(StoredMessage {
-                channel: channel.clone(),
-                ts: ts.clone(),
-                thread_ts,
-                user: Some(BOT_USER_ID.into()),
-                bot_id: Some(BOT_ID.into()),
-                text,
-                blocks: p["blocks"].clone(),
-                attachments: p["attachments"].clone(),
-                reactions: Vec::new(),
-                edits: 0,
-                raw: message.clone(),
-            });
+            w.messages.push(StoredMessage::from_raw(&channel, message.clone()));
             (StatusCode::OK, json!({"ok": true, "channel": channel, "ts": ts, "message": message}))
         }
         "chat.update" => {
