@@ -262,26 +262,28 @@ impl RunningApp {
     /// delivered: the inbox and the outbox are empty. Waits on progress signals, never sleeps.
     pub async fn wait_idle(&mut self) {
         let mut egress = self.egress_activity.clone();
+        let mut evidence = self.evidence_in_flight.subscribe();
         loop {
             self.handled.borrow_and_update();
             if let Some(e) = egress.as_mut() {
                 e.borrow_and_update();
             }
+            let evidence_pending = *evidence.borrow_and_update();
             let handled = *self.handled.borrow();
             let outbox_empty = self.store.pending_outbox().map(|p| p.is_empty()).unwrap_or(false) || egress.is_none();
-            if handled >= self.inbox.accepted_count() && outbox_empty && self.evidence_in_flight.count() == 0 {
+            if handled >= self.inbox.accepted_count() && outbox_empty && evidence_pending == 0 {
                 return;
             }
-            match egress.as_mut() {
-                Some(e) => {
-                    tokio::select! {
-                        _ = self.handled.changed() => {}
-                        _ = e.changed() => {}
-                    }
+            let egress_changed = async {
+                match egress.as_mut() {
+                    Some(e) => e.changed().await,
+                    None => std::future::pending().await,
                 }
-                None => {
-                    let _ = self.handled.changed().await;
-                }
+            };
+            tokio::select! {
+                _ = self.handled.changed() => {}
+                _ = egress_changed => {}
+                _ = evidence.changed() => {}
             }
         }
     }

@@ -31,21 +31,33 @@ pub const CONCURRENT_JOBS: usize = 4;
 pub const MAX_WINDOW: TimeDelta = TimeDelta::hours(6);
 
 /// Jobs handed to the worker whose answer has not reached the inbox yet, so callers waiting
-/// for the bot to settle can tell.
-#[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<std::sync::atomic::AtomicU64>);
+/// for the bot to settle can tell. A watch channel, so a waiter also wakes when the count falls
+/// (the answer can be processed before the worker marks its job finished).
+#[derive(Debug, Clone)]
+pub struct InFlight(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
 
 impl InFlight {
     pub fn count(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        *self.0.borrow()
     }
 
     pub fn started(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.send_modify(|n| *n += 1);
     }
 
     pub fn finished(&self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Changes of the count, for waiting on it.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
     }
 }
 
