@@ -12,6 +12,7 @@ use incident_commander::domain::incident::Incident;
 use incident_commander::store::records::{decode, encode};
 use incident_commander::store::{
     Acceptance, ChannelRef, Commit, Delivery, InboxEvent, MessageKey, Origin, OutboxEntry, SlackOp, SledStore, Store,
+    StoreError,
 };
 
 fn open_incident(n: u64) -> Incident {
@@ -178,15 +179,6 @@ fn acknowledged_write_survives_a_crash() {
     assert_eq!(s.accept_event(&alert_event("42"), Some(("EvCrash", t0() + mins(60)))).unwrap(), Acceptance::Duplicate);
 }
 
-#[test]
-fn a_second_process_cannot_open_the_same_data_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let _first = store(dir.path());
-    // sled holds an exclusive lock; a second open in any process fails with a clear message.
-    let err = SledStore::open(dir.path()).err().expect("second open fails");
-    assert!(err.to_string().contains("in use by another incident-commander process"), "{err}");
-}
-
 /// Bytes written by each released record version, read back by this build.
 #[test]
 fn version_1_records_from_disk_still_read() {
@@ -216,4 +208,22 @@ fn regenerate_test_data() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     std::fs::write(dir.join("incident_v1.json"), encode(&open_incident(1))).unwrap();
     std::fs::write(dir.join("inbox_event_v1.json"), encode(&alert_event("100"))).unwrap();
+}
+
+#[test]
+fn a_held_data_directory_is_refused_and_a_released_one_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = store(dir.path());
+    // sled holds an exclusive lock; a second open in any process fails with a clear message
+    // (after a short wait, cut here to 50 ms).
+    let second = SledStore::open_waiting(dir.path(), std::time::Duration::from_millis(50));
+    let Err(err) = second else { panic!("two stores on one directory") };
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use by another incident-commander process"), "{err}");
+    first.commit(Commit { incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
+    first.flush().unwrap();
+    drop(first);
+    // Reopening right after the last handle drops waits for sled's threads to let go.
+    let again = store(dir.path());
+    assert!(again.get_incident(IncidentId::FIRST).unwrap().is_some(), "the data is there after reopening");
 }

@@ -17,6 +17,14 @@ const LAYOUT_VERSION_KEY: &[u8] = b"layout_version";
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Bumped when trees or key formats change; older layouts are migrated on open.
 const LAYOUT_VERSION: u64 = 1;
+/// How long opening waits for a previous holder of the data directory to release it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether sled failed because another handle holds the directory's file lock. sled reports it
+/// only as an I/O error with this message (sled 0.34), so the check reads the message.
+fn is_lock_contention(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
 
 pub struct SledStore {
     db: Db,
@@ -78,15 +86,33 @@ fn tx_error(e: TransactionError<StoreError>) -> StoreError {
 impl SledStore {
     /// Opens (or creates) the database in `dir`. Only one process may hold a directory.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_waiting(dir, LOCK_WAIT)
+    }
+
+    /// Opens the store, waiting up to `lock_wait` for a previous holder of the directory's lock
+    /// to let go. sled releases the lock from background threads a moment after the last handle
+    /// drops, so a restart in the same process (or a supervisor restarting right after exit) would
+    /// otherwise fail; a directory another live process holds still fails, after the wait.
+    pub fn open_waiting(dir: &Path, lock_wait: std::time::Duration) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("db"))
             // Durability comes from explicit flushes before acknowledging; the background flush
             // only bounds how much unacknowledged work a crash can lose.
             .flush_every_ms(Some(500))
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| StoreError::Locked { path: dir.display().to_string(), source })?;
+            .cache_capacity(CACHE_BYTES);
+        let deadline = std::time::Instant::now() + lock_wait;
+        let mut pause = std::time::Duration::from_millis(5);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_contention(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                Err(source) => return Err(StoreError::Locked { path: dir.display().to_string(), source }),
+            }
+        };
         let store = SledStore {
             meta: db.open_tree("meta")?,
             incidents: db.open_tree("incidents")?,
