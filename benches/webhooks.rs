@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use incident_commander::app::clock::SystemClock;
-use incident_commander::app::{RunningApp, Settings, SlackSettings};
+use incident_commander::app::{RunningApp, Settings};
 use incident_commander::policy::Policy;
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox};
 use incident_commander::slack::egress::EgressLimits;
@@ -56,13 +56,7 @@ fn main() {
             listen: "127.0.0.1:0".parse().unwrap(),
             clock: Arc::new(SystemClock),
             tick_every: Duration::from_secs(60),
-            slack: Some(SlackSettings {
-                api_url: sandbox.api_url(),
-                bot_token: secrecy::SecretString::from(slack::BOT_TOKEN),
-                signing_secret: Some(secrecy::SecretString::from(slack::SIGNING_SECRET)),
-                socket: None,
-                limits: EgressLimits::fast(),
-            }),
+            slack: Some(sandbox.bot_settings(EgressLimits::fast())),
             webhook_token: Some(secrecy::SecretString::from(token)),
             datadog: None,
         };

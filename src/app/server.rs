@@ -30,6 +30,11 @@ pub fn rejection(status: StatusCode, reason: impl Into<String>) -> Rejection {
     Rejection { status, reason: reason.into() }
 }
 
+/// A refused request as a handler's response.
+pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
+    rejection(status, reason).into_response()
+}
+
 /// What the health and metrics routes read.
 #[derive(Clone)]
 pub struct OpsState {

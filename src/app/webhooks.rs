@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use tracing::info;
 
 use super::inbox::Inbox;
-use super::server::{Rejection, rejection};
+use super::server::{Rejection, refuse, rejection};
 use crate::domain::decide::Event;
 use crate::sources::{ParseError, datadog, prometheus};
 use crate::store::{Acceptance, InboxEvent, Origin};
@@ -39,10 +39,6 @@ pub fn routes(state: WebhookState) -> Router {
         .route("/webhooks/grafana", post(grafana_hook))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
         .with_state(state)
-}
-
-fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
-    rejection(status, reason).into_response()
 }
 
 fn authorized(state: &WebhookState, headers: &HeaderMap) -> Result<(), Rejection> {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::slack::{self, Delivery, DeliveryResult, Private, SandboxLimits, SlackSandbox, StoredMessage};
 use crate::app::clock::{Clock, ManualClock, SystemClock};
-use crate::app::{RunningApp, Settings, SlackSettings};
+use crate::app::{RunningApp, Settings};
 use crate::policy::Policy;
 use crate::slack::egress::EgressLimits;
 use crate::slack::socket::SocketSettings;
@@ -142,18 +142,16 @@ async fn start_bot(
     egress: EgressLimits,
     silence_limit: Duration,
 ) -> anyhow::Result<RunningApp> {
-    let slack = SlackSettings {
-        api_url: sandbox.api_url(),
-        bot_token: SecretString::from(slack::BOT_TOKEN),
-        signing_secret: (mode == Mode::Http).then(|| SecretString::from(slack::SIGNING_SECRET)),
-        socket: (mode == Mode::Socket).then(|| SocketSettings {
+    let mut slack = sandbox.bot_settings(egress);
+    if mode == Mode::Socket {
+        slack.signing_secret = None;
+        slack.socket = Some(SocketSettings {
             app_token: SecretString::from(slack::APP_TOKEN),
             silence_limit,
             connections: 1,
             reconnect_seconds: 1,
-        }),
-        limits: egress,
-    };
+        });
+    }
     let settings = Settings {
         policy,
         data_dir,

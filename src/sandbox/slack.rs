@@ -294,6 +294,19 @@ impl SlackSandbox {
         format!("http://{}/api", self.addr)
     }
 
+    /// The bot's Slack settings for this sandbox in HTTP mode (events signed with
+    /// [`SIGNING_SECRET`]); set `socket` on the result for Socket Mode.
+    pub fn bot_settings(&self, limits: crate::slack::egress::EgressLimits) -> crate::app::SlackSettings {
+        use secrecy::SecretString;
+        crate::app::SlackSettings {
+            api_url: self.api_url(),
+            bot_token: SecretString::from(BOT_TOKEN),
+            signing_secret: Some(SecretString::from(SIGNING_SECRET)),
+            socket: None,
+            limits,
+        }
+    }
+
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().expect("sandbox world lock")
     }
@@ -437,6 +450,12 @@ impl SlackSandbox {
             "view": v,
             "response_urls": [],
         });
+        self.deliver_interaction(payload).await
+    }
+
+    /// Delivers an interaction payload (a click, a modal submission) the way Slack does: a signed
+    /// form post to `/slack/interactions`, or an `interactive` Socket Mode envelope.
+    async fn deliver_interaction(&self, payload: Value) -> DeliveryResult {
         let delivery = self.world().delivery.clone();
         match delivery {
             Delivery::Http { base } => {
@@ -642,16 +661,7 @@ impl SlackSandbox {
             "response_url": format!("http://{}/respond/{n}", self.addr),
             "actions": [action],
         });
-        let delivery = self.world().delivery.clone();
-        match delivery {
-            Delivery::Http { base } => {
-                let body = serde_urlencoded::to_string([("payload", payload.to_string())]).expect("form encodes");
-                self.signed_post(&format!("{base}/slack/interactions"), "application/x-www-form-urlencoded", body, None)
-                    .await
-            }
-            Delivery::Socket => self.send_envelope("interactive", payload, true).await,
-            Delivery::None => DeliveryResult::NotDelivered,
-        }
+        self.deliver_interaction(payload).await
     }
 
     // -----------------------------------------------------------------------------------------

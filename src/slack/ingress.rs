@@ -19,6 +19,7 @@ use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEvent
 use tracing::info;
 
 use crate::app::inbox::{AcceptError, Inbox};
+use crate::app::server::refuse;
 pub use crate::app::server::{Rejection, rejection};
 use crate::domain::ids::{ChannelId, UserId};
 use crate::store::records::SlashCommand;
@@ -49,10 +50,6 @@ pub fn routes(state: IngressState) -> Router {
         .with_state(state)
 }
 
-fn reject(status: StatusCode, reason: impl Into<String>) -> Response {
-    rejection(status, reason).into_response()
-}
-
 /// Checks `X-Slack-Signature` over the raw body and the timestamp's age (five minutes).
 pub fn verify(verifier: &SlackEventSignatureVerifier, headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -81,7 +78,7 @@ pub fn verify(verifier: &SlackEventSignatureVerifier, headers: &HeaderMap, body:
 fn accept_failed(e: AcceptError) -> Response {
     // 5xx makes Slack retry later, which is what we want when the store is unavailable.
     tracing::error!(error = %e, "cannot accept the event");
-    reject(StatusCode::SERVICE_UNAVAILABLE, "cannot store the event right now; Slack will retry")
+    refuse(StatusCode::SERVICE_UNAVAILABLE, "cannot store the event right now; Slack will retry")
 }
 
 async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -90,19 +87,19 @@ async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Byt
     }
     let envelope: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     };
     match envelope["type"].as_str() {
         Some("url_verification") => match envelope["challenge"].as_str() {
             Some(challenge) => Json(json!({"challenge": challenge})).into_response(),
-            None => reject(StatusCode::BAD_REQUEST, "url_verification without a challenge"),
+            None => refuse(StatusCode::BAD_REQUEST, "url_verification without a challenge"),
         },
         Some("event_callback") => {
             let Some(event_id) = envelope["event_id"].as_str() else {
-                return reject(StatusCode::BAD_REQUEST, "event_callback without event_id");
+                return refuse(StatusCode::BAD_REQUEST, "event_callback without event_id");
             };
             if !envelope["event"].is_object() {
-                return reject(StatusCode::BAD_REQUEST, "event_callback without an event object");
+                return refuse(StatusCode::BAD_REQUEST, "event_callback without an event object");
             }
             let retry = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()).unwrap_or("0");
             let event = InboxEvent::SlackEvent { event_id: event_id.to_string(), event: envelope["event"].clone() };
@@ -122,7 +119,7 @@ async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Byt
             info!(kind = other, "envelope type not used by the bot");
             StatusCode::OK.into_response()
         }
-        None => reject(StatusCode::BAD_REQUEST, "the envelope has no type"),
+        None => refuse(StatusCode::BAD_REQUEST, "the envelope has no type"),
     }
 }
 
@@ -152,11 +149,11 @@ async fn commands(State(state): State<IngressState>, headers: HeaderMap, body: B
     }
     let fields: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
         Ok(f) => f,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed form body: {e}")),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed form body: {e}")),
     };
     let command = match slash_command_from_form(&fields) {
         Ok(c) => c,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("not a slash command: {e}")),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("not a slash command: {e}")),
     };
     let key = command_dedupe_key(&command);
     match state.inbox.accept(InboxEvent::SlashCommand { command }, key.as_deref(), Utc::now()).await {
@@ -181,17 +178,17 @@ async fn interactions(State(state): State<IngressState>, headers: HeaderMap, bod
     }
     let fields: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
         Ok(f) => f,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed form body: {e}")),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed form body: {e}")),
     };
     let Some((_, raw)) = fields.iter().find(|(k, _)| k == "payload") else {
-        return reject(StatusCode::BAD_REQUEST, "missing the payload field");
+        return refuse(StatusCode::BAD_REQUEST, "missing the payload field");
     };
     let payload: Value = match serde_json::from_str(raw) {
         Ok(v) => v,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("malformed payload JSON: {e}")),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed payload JSON: {e}")),
     };
     if !payload.is_object() {
-        return reject(StatusCode::BAD_REQUEST, "the payload is not an object");
+        return refuse(StatusCode::BAD_REQUEST, "the payload is not an object");
     }
     let key = interaction_dedupe_key(&payload);
     match state.inbox.accept(InboxEvent::Interaction { payload }, key.as_deref(), Utc::now()).await {
