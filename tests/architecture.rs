@@ -50,3 +50,51 @@ fn domain_and_policy_have_no_io_imports() {
     }
     assert!(violations.is_empty(), "the pure core must not do I/O:\n{}", violations.join("\n"));
 }
+
+/// The only places that may read the machine's date and time. Everything else takes `now` from
+/// the injected `Clock`, so a bot on a manual clock (tests, the demo) never mixes in the wall
+/// clock and the suite passes on any date.
+const WALL_CLOCK_ALLOWED: [(&str, &str); 6] = [
+    // The clock itself.
+    ("app/clock.rs", "SystemClock reads the machine's clock"),
+    // Silence is measured in real time: a socket that delivers nothing is dead whatever the
+    // bot's clock says.
+    ("slack/socket.rs", "the Socket Mode watchdog"),
+    // The command line's defaults for `--at` (check-config, simulate) and the demo's start.
+    ("cli.rs", "defaults of --at"),
+    ("demo/mod.rs", "the demo clock's default start"),
+    // The fake Slack stamps deliveries and signatures with real time, as Slack does; the bot's
+    // signature check (slack-morphism's verifier) reads the machine's clock too.
+    ("sandbox/slack.rs", "request signatures and event_time, as real Slack sends them"),
+    // The fake Datadog records call times and reads a missing time window as `now-15m`, as
+    // Datadog does.
+    ("sandbox/datadog.rs", "call records and the default time window"),
+];
+
+#[test]
+fn only_the_clock_reads_the_wall_clock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut violations = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+        if WALL_CLOCK_ALLOWED.iter().any(|(allowed, _)| *allowed == relative) {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for word in ["Utc::now", "Local::now", "SystemTime::now", "chrono::Utc::now"] {
+                if code.contains(word) {
+                    violations.push(format!("src/{relative}:{}: {word}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "read the time from the injected Clock (or add the file to WALL_CLOCK_ALLOWED with the reason):\n{}",
+        violations.join("\n")
+    );
+}

@@ -168,9 +168,9 @@ async fn running_app_answers_health_and_processes_accepted_events() {
         client.get(format!("http://{}/healthz", app.addr)).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
 
-    let accepted = app.inbox.accept(alert_event("77"), Some("Ev77"), t0()).await.unwrap();
+    let accepted = app.inbox.accept(alert_event("77"), Some("Ev77")).await.unwrap();
     assert!(matches!(accepted, Acceptance::Accepted(_)));
-    assert_eq!(app.inbox.accept(alert_event("77"), Some("Ev77"), t0()).await.unwrap(), Acceptance::Duplicate);
+    assert_eq!(app.inbox.accept(alert_event("77"), Some("Ev77")).await.unwrap(), Acceptance::Duplicate);
     app.wait_handled(1).await;
     assert!(app.store.get_incident(IncidentId::FIRST).unwrap().is_some());
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::clock::Clock;
 use super::metrics::{KindLabel, Metrics};
 use crate::store::{Acceptance, InboxEvent, Store, StoreError};
 
@@ -75,6 +76,9 @@ pub struct Inbox {
     commit: GroupCommit,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// The bot's clock: dedupe windows and arrival times are read from it, so a bot on a manual
+    /// clock (tests, the demo) is consistent from ingress to processor.
+    clock: Arc<dyn Clock>,
     /// Events put in the inbox since start (plus the backlog found at start). Compared with the
     /// processor's count to tell when everything has been handled: sled's multi-tree
     /// transactions are not isolated from plain reads, so counting is more reliable than looking.
@@ -82,9 +86,20 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn new(store: Arc<dyn Store>, commit: GroupCommit, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Inbox {
+    pub fn new(
+        store: Arc<dyn Store>,
+        commit: GroupCommit,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Inbox {
         let backlog = store.inbox_len() as u64;
-        Inbox { store, commit, wake, metrics, accepted: Arc::new(AtomicU64::new(backlog)) }
+        Inbox { store, commit, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) }
+    }
+
+    /// The time on the bot's clock, for what ingress stamps on arrival.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// How many events entered the inbox (see the field's note).
@@ -111,11 +126,8 @@ impl Inbox {
     }
 
     /// Like [`Inbox::accept`] for several events at once, in one transaction and one flush.
-    pub async fn accept_many(
-        &self,
-        events: Vec<(InboxEvent, Option<String>)>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Acceptance>, AcceptError> {
+    pub async fn accept_many(&self, events: Vec<(InboxEvent, Option<String>)>) -> Result<Vec<Acceptance>, AcceptError> {
+        let now = self.clock.now();
         let kinds: Vec<KindLabel> = events.iter().map(|(e, _)| KindLabel { kind: e.kind().to_string() }).collect();
         let store = self.store.clone();
         let batch: Vec<_> = events.into_iter().map(|(e, k)| (e, k.map(|k| (k, now + DEDUPE_WINDOW)))).collect();
@@ -140,12 +152,8 @@ impl Inbox {
 
     /// Stores the event (refusing a duplicate `dedupe_key`), waits until it is on disk, and wakes
     /// the processor. When this returns `Accepted`, the event will be processed even after a crash.
-    pub async fn accept(
-        &self,
-        event: InboxEvent,
-        dedupe_key: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<Acceptance, AcceptError> {
+    pub async fn accept(&self, event: InboxEvent, dedupe_key: Option<&str>) -> Result<Acceptance, AcceptError> {
+        let now = self.clock.now();
         let kind = KindLabel { kind: event.kind().to_string() };
         let store = self.store.clone();
         let key = dedupe_key.map(str::to_string);

@@ -111,7 +111,8 @@ impl RunningApp {
         let tick_now = Arc::new(Notify::new());
         let (handled_tx, handled) = watch::channel(0u64);
         let (ticked_tx, ticks) = watch::channel(0u64);
-        let inbox = Inbox::new(dyn_store.clone(), commit.clone(), wake.clone(), metrics.clone());
+        let inbox =
+            Inbox::new(dyn_store.clone(), commit.clone(), wake.clone(), metrics.clone(), settings.clock.clone());
 
         let policy = Arc::new(settings.policy);
 

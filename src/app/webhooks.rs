@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -57,7 +57,7 @@ fn authorized(state: &WebhookState, headers: &HeaderMap) -> Result<(), Rejection
     }
 }
 
-type Parser = fn(&Value) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError>;
+type Parser = fn(&Value, DateTime<Utc>) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError>;
 
 async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'static str, parse: Parser) -> Response {
     if let Err(r) = authorized(&state, &headers) {
@@ -67,7 +67,7 @@ async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'st
         Ok(v) => v,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     };
-    let alerts = match parse(&payload) {
+    let alerts = match parse(&payload, state.inbox.now()) {
         Ok(a) => a,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("not a {what} alert: {e}")),
     };
@@ -80,7 +80,7 @@ async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'st
             (event, key)
         })
         .collect();
-    match state.inbox.accept_many(events, Utc::now()).await {
+    match state.inbox.accept_many(events).await {
         Ok(results) => {
             let accepted = results.iter().filter(|r| matches!(r, Acceptance::Accepted(_))).count();
             let duplicates = results.len() - accepted;
@@ -96,18 +96,27 @@ async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'st
     }
 }
 
-fn parse_datadog(v: &Value) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
-    let alert = datadog::parse_webhook(v, Utc::now())?;
+fn parse_datadog(
+    v: &Value,
+    now: DateTime<Utc>,
+) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
+    let alert = datadog::parse_webhook(v, now)?;
     Ok(vec![(alert, datadog::delivery_key(v))])
 }
 
-fn parse_alertmanager(v: &Value) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
-    let alerts = prometheus::parse_alertmanager(v, Utc::now())?;
+fn parse_alertmanager(
+    v: &Value,
+    now: DateTime<Utc>,
+) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
+    let alerts = prometheus::parse_alertmanager(v, now)?;
     Ok(alerts.into_iter().map(|a| (a.clone(), Some(prometheus::alert_key(a.source, &a)))).collect())
 }
 
-fn parse_grafana(v: &Value) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
-    let alerts = prometheus::parse_grafana(v, Utc::now())?;
+fn parse_grafana(
+    v: &Value,
+    now: DateTime<Utc>,
+) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
+    let alerts = prometheus::parse_grafana(v, now)?;
     Ok(alerts.into_iter().map(|a| (a.clone(), Some(prometheus::alert_key(a.source, &a)))).collect())
 }
 

@@ -312,7 +312,7 @@ pub fn spawn_worker(
                 }
                 let event = Event::Evidence { purpose: job.purpose, result: result.map(Box::new).map_err(|e| e.to_string()) };
                 let inbox_event = InboxEvent::Domain { event: Box::new(event), incident: Some(job.incident), origin: Origin::default() };
-                if let Err(e) = inbox.accept(inbox_event, None, clock.now()).await {
+                if let Err(e) = inbox.accept(inbox_event, None).await {
                     warn!(error = %e, "cannot hand the evidence to the processor");
                 }
                 in_flight.finished();

@@ -41,7 +41,9 @@ pub struct HarnessOptions {
     pub sandbox_limits: SandboxLimits,
     /// Socket Mode's silence limit (watchdog).
     pub silence_limit: Duration,
-    /// `Some` runs the bot on a manual clock (timers fire when the test says).
+    /// The bot's manual clock (timers fire when the test says). Every harness starts on one, at
+    /// [`default_start`] unless told otherwise, so what a test sees never depends on the day it
+    /// runs; `None` (see [`HarnessOptions::on_wall_clock`]) is for tests about the wall clock.
     pub clock: Option<Arc<ManualClock>>,
     /// Use this data directory instead of a fresh temporary one.
     pub data_dir: Option<PathBuf>,
@@ -63,7 +65,7 @@ impl HarnessOptions {
             egress: EgressLimits::fast(),
             sandbox_limits: SandboxLimits::RELAXED,
             silence_limit: Duration::from_secs(600),
-            clock: None,
+            clock: Some(Arc::new(ManualClock::new(default_start()))),
             data_dir: None,
             datadog: None,
             dd_site: "datadoghq.com".into(),
@@ -79,6 +81,18 @@ impl HarnessOptions {
     pub fn socket(policy: &str) -> HarnessOptions {
         HarnessOptions::new(Mode::Socket, policy)
     }
+
+    /// Runs the bot on the machine's clock instead of a manual one.
+    pub fn on_wall_clock(mut self) -> HarnessOptions {
+        self.clock = None;
+        self
+    }
+}
+
+/// Where a harness's manual clock starts by default: Wednesday 2026-11-04 10:00 UTC, a working
+/// hour in the middle of a rotation week.
+pub fn default_start() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-04T10:00:00Z").expect("a valid instant").to_utc()
 }
 
 /// The bot and its sandbox, running.
@@ -460,6 +474,11 @@ impl Harness {
 
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
+    }
+
+    /// The bot's manual clock, when it runs on one.
+    pub fn manual_clock(&self) -> Option<Arc<ManualClock>> {
+        self.manual_clock.clone()
     }
 }
 

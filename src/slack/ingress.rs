@@ -11,7 +11,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
-use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use slack_morphism::prelude::SlackSigningSecret;
@@ -75,6 +74,20 @@ pub fn verify(verifier: &SlackEventSignatureVerifier, headers: &HeaderMap, body:
     }
 }
 
+/// `X-Slack-Retry-Num` of a redelivery (`0` for a first delivery).
+fn retry_num(headers: &HeaderMap) -> &str {
+    headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()).unwrap_or("0")
+}
+
+/// Logs what became of a delivery the same way for every kind: accepted with its inbox position,
+/// or a redelivery (same event id or trigger id) recognised and ignored.
+pub fn log_acceptance(what: &'static str, key: Option<&str>, acceptance: Acceptance, retry: &str) {
+    match acceptance {
+        Acceptance::Accepted(seq) => info!(kind = what, key, seq, retry, "accepted"),
+        Acceptance::Duplicate => info!(kind = what, key, retry, "duplicate delivery ignored"),
+    }
+}
+
 fn accept_failed(e: AcceptError) -> Response {
     // 5xx makes Slack retry later, which is what we want when the store is unavailable.
     tracing::error!(error = %e, "cannot accept the event");
@@ -101,15 +114,12 @@ async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Byt
             if !envelope["event"].is_object() {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without an event object");
             }
-            let retry = headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()).unwrap_or("0");
+            let retry = retry_num(&headers);
             let event = InboxEvent::SlackEvent { event_id: event_id.to_string(), event: envelope["event"].clone() };
-            match state.inbox.accept(event, Some(&format!("slack-event:{event_id}")), Utc::now()).await {
-                Ok(Acceptance::Accepted(seq)) => {
-                    info!(event_id, seq, retry, "event accepted");
-                    StatusCode::OK.into_response()
-                }
-                Ok(Acceptance::Duplicate) => {
-                    info!(event_id, retry, "duplicate delivery ignored");
+            let key = format!("slack-event:{event_id}");
+            match state.inbox.accept(event, Some(&key)).await {
+                Ok(acceptance) => {
+                    log_acceptance("event", Some(&key), acceptance, retry);
                     StatusCode::OK.into_response()
                 }
                 Err(e) => accept_failed(e),
@@ -156,9 +166,13 @@ async fn commands(State(state): State<IngressState>, headers: HeaderMap, body: B
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("not a slash command: {e}")),
     };
     let key = command_dedupe_key(&command);
-    match state.inbox.accept(InboxEvent::SlashCommand { command }, key.as_deref(), Utc::now()).await {
+    let retry = retry_num(&headers);
+    match state.inbox.accept(InboxEvent::SlashCommand { command }, key.as_deref()).await {
         // The answer comes through the response URL once the command is processed.
-        Ok(_) => StatusCode::OK.into_response(),
+        Ok(acceptance) => {
+            log_acceptance("slash command", key.as_deref(), acceptance, retry);
+            StatusCode::OK.into_response()
+        }
         Err(e) => accept_failed(e),
     }
 }
@@ -191,8 +205,12 @@ async fn interactions(State(state): State<IngressState>, headers: HeaderMap, bod
         return refuse(StatusCode::BAD_REQUEST, "the payload is not an object");
     }
     let key = interaction_dedupe_key(&payload);
-    match state.inbox.accept(InboxEvent::Interaction { payload }, key.as_deref(), Utc::now()).await {
-        Ok(_) => StatusCode::OK.into_response(),
+    let retry = retry_num(&headers);
+    match state.inbox.accept(InboxEvent::Interaction { payload }, key.as_deref()).await {
+        Ok(acceptance) => {
+            log_acceptance("interaction", key.as_deref(), acceptance, retry);
+            StatusCode::OK.into_response()
+        }
         Err(e) => accept_failed(e),
     }
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::client::{Connector, SlackApi};
-use super::ingress::{command_dedupe_key, interaction_dedupe_key};
+use super::ingress::{command_dedupe_key, interaction_dedupe_key, log_acceptance};
 use crate::app::inbox::Inbox;
 use crate::app::metrics::Metrics;
 use crate::domain::ids::{ChannelId, UserId};
@@ -78,7 +78,8 @@ async fn on_push(
     let event_id = event.event_id.0.clone();
     let body = serde_json::to_value(&event.event)?;
     let key = format!("slack-event:{event_id}");
-    state.inbox.accept(InboxEvent::SlackEvent { event_id, event: body }, Some(&key), Utc::now()).await?;
+    let acceptance = state.inbox.accept(InboxEvent::SlackEvent { event_id, event: body }, Some(&key)).await?;
+    log_acceptance("event", Some(&key), acceptance, "0");
     Ok(())
 }
 
@@ -98,7 +99,8 @@ async fn on_command(
         trigger_id: Some(event.trigger_id.0.clone()),
     };
     let key = command_dedupe_key(&command);
-    state.inbox.accept(InboxEvent::SlashCommand { command }, key.as_deref(), Utc::now()).await?;
+    let acceptance = state.inbox.accept(InboxEvent::SlashCommand { command }, key.as_deref()).await?;
+    log_acceptance("slash command", key.as_deref(), acceptance, "0");
     // The answer follows through the response URL once the command is processed.
     Ok(SlackCommandEventResponse::new(SlackMessageContent::new()))
 }
@@ -112,7 +114,8 @@ async fn on_interaction(
     state.touch();
     let payload = serde_json::to_value(&event)?;
     let key = interaction_dedupe_key(&payload);
-    state.inbox.accept(InboxEvent::Interaction { payload }, key.as_deref(), Utc::now()).await?;
+    let acceptance = state.inbox.accept(InboxEvent::Interaction { payload }, key.as_deref()).await?;
+    log_acceptance("interaction", key.as_deref(), acceptance, "0");
     Ok(SlackInteractionResponse::Empty)
 }
 
