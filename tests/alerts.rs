@@ -36,9 +36,18 @@ async fn a_datadog_alert_in_slack_opens_an_incident_in_its_thread() {
         "commander and investigator"
     );
     assert!(blocks.contains("https://app.datadoghq.com/monitors/4242"), "the monitor link");
-    for button in ["take_command", "investigate", "mitigated", "root_cause_found", "resolve", "set_severity"] {
+    // Roles come from the rotation, so the role buttons take over (after a confirmation naming the
+    // holder); Resolve waits for mitigation, so it is not offered yet.
+    for button in ["take_over_commander", "take_over_investigator", "mitigated", "root_cause_found", "set_severity"] {
         assert!(blocks.contains(button), "{button} control");
     }
+    for refusing in ["\"take_command\"", "\"investigate\"", "\"resolve\""] {
+        assert!(!blocks.contains(refusing), "no {refusing} button that could only refuse: {blocks}");
+    }
+    assert!(
+        blocks.contains(&format!("{} is the commander of INC-1 (from the rotation)", user(ALICE).mention())),
+        "the take-over asks first, naming the holder: {blocks}"
+    );
     let incident = t.app.store.get_incident(incident_commander::domain::IncidentId::FIRST).unwrap().unwrap();
     assert_eq!(incident.slack.thread_ts.as_deref(), Some(ts.as_str()));
     assert!(incident.slack.header_ts.is_some(), "the bot learned where its header is");

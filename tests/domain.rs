@@ -284,7 +284,15 @@ fn mitigating_twice_is_refused() {
     let policy = policy();
     let incident = open_p2(&policy);
     let (incident, _) = act(&policy, &incident, ALICE, Action::Mitigated { note: None }, 5).unwrap();
-    assert_eq!(incident.acknowledged_at, Some(t0() + mins(5)), "mitigating implies acknowledging");
+    assert_eq!(incident.acknowledged_at, None, "mitigating is not acknowledging");
+    assert_eq!(incident.durations().to_acknowledge, None);
+    assert_eq!(incident.deadlines.escalate_at, None, "but it stops the escalation");
+    let header = incident_commander::domain::messages::header_message(&incident);
+    assert!(format!("{header:?}").contains("never acknowledged · mitigated after 5m"), "{header:?}");
+    let postmortem = postmortem_markdown(&incident);
+    assert!(postmortem.contains("| never | 5m |"), "{postmortem}");
+    assert!(postmortem.contains("Nobody acknowledged it"), "{postmortem}");
+    assert!(!postmortem.contains("Why did acknowledgement take"), "{postmortem}");
     let err = act(&policy, &incident, ALICE, Action::Mitigated { note: None }, 6).unwrap_err();
     assert_eq!(err, TransitionError::AlreadyMitigated(incident.id));
 }
@@ -329,7 +337,7 @@ fn second_claimer_is_told_who_holds_the_role_and_how_to_take_over() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{} is already the commander of INC-1. To take over, use `/incident commander @me`.",
+            "{} is already the commander of INC-1. To take over, use `/incident commander @me INC-1`.",
             user(ALICE).mention()
         )
     );

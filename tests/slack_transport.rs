@@ -12,6 +12,7 @@ use incident_commander::sandbox::harness::{Harness, HarnessOptions};
 use incident_commander::sandbox::slack::{self, Fault, SandboxLimits, sign};
 use incident_commander::slack::blocks::escape_placeholders;
 use incident_commander::slack::egress::EgressLimits;
+use incident_commander::store::Store;
 use serde_json::json;
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
@@ -326,4 +327,22 @@ async fn queued_header_edits_coalesce_and_thread_order_is_kept() {
     t.ack_all();
     t.new_privates();
     t.finish();
+}
+
+#[tokio::test]
+async fn a_redelivered_slash_command_acts_once_and_counts_as_a_duplicate() {
+    for mode in [HarnessOptions::http(POLICY), HarnessOptions::socket(POLICY)] {
+        let mut t = Harness::start(mode).await;
+        let answers = t.slash(ALICE, ALERTS, "declare Checkout errors sev 2").await;
+        assert_eq!(answers, ["Declared INC-1 · SEV2: Checkout errors"]);
+        t.ack_all();
+        // The same form again (same trigger_id): acknowledged, recognised, not acted on.
+        assert!(t.sandbox.resend_last_slash().await.is_acked());
+        t.idle().await;
+        assert!(t.new_privates().is_empty(), "no second answer");
+        assert_eq!(t.app.store.all_incidents().unwrap().len(), 1, "no second incident");
+        let metrics = t.app.metrics.encode();
+        assert!(metrics.contains("incident_commander_events_duplicate_total{kind=\"slash_command\"} 1"), "{metrics}");
+        t.finish();
+    }
 }

@@ -51,26 +51,48 @@ async fn roles_tracks_buttons_reactions_and_commands_from_alert_to_postmortem() 
     let alert_ts = t.post_datadog_alert(ALERTS, &alert("Triggered", 2)).await;
     let h = t.expect_reply(ALERTS, "INC-1 · SEV2");
 
-    // Bob, assigned by the rotation, confirms the role; a second click is refused.
-    let answers = t.click(BOB, ALERTS, &h.ts, "investigate").await;
+    // Bob, assigned by the rotation, confirms the role with the header's button; a second click
+    // is refused.
+    let answers = t.click(BOB, ALERTS, &h.ts, "take_over_investigator").await;
     assert!(answers.is_empty(), "{answers:?}");
     t.expect_reply(ALERTS, "confirmed the investigator role");
-    let answers = t.click(BOB, ALERTS, &h.ts, "investigate").await;
+    let answers = t.click(BOB, ALERTS, &h.ts, "take_over_investigator").await;
     assert_eq!(answers, [format!("{} is already the investigator of INC-1.", user(BOB).mention())]);
-    // Carol cannot take command by button while Alice holds it.
-    let answers = t.click(CAROL, ALERTS, &h.ts, "take_command").await;
+    // Carol takes command over from Alice with the button (Slack asked her first), and the thread
+    // is told.
+    let stale_header = t.sandbox.message(ALERTS, &h.ts).unwrap();
+    let answers = t.click(CAROL, ALERTS, &h.ts, "take_over_commander").await;
+    assert!(answers.is_empty(), "{answers:?}");
+    t.expect_reply(ALERTS, "took over as commander from");
+    assert_eq!(incident(&t, inc(1)).commander, Some(user(CAROL)));
+    // A take-over clicked on a header that still showed Alice does not silently replace Carol.
+    let stale = stale_header.blocks.as_array().unwrap().iter().find(|b| b["type"] == "actions").unwrap()["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action_id"] == "take_over_commander")
+        .unwrap()
+        .clone();
+    assert_eq!(stale["value"], format!("INC-1 {ALICE}"), "the button names the holder it takes over from");
+    assert!(t.sandbox.click(SRE, ALERTS, &h.ts, stale).await.is_acked());
+    t.idle().await;
+    let answers: Vec<String> = t.new_privates().into_iter().map(|p| p.text).collect();
     assert_eq!(
         answers,
         [format!(
-            "{} is already the commander of INC-1. To take over, use `/incident commander @me`.",
-            user(ALICE).mention()
+            "{} took the commander role of INC-1 meanwhile. To take over from them, use `/incident commander @me INC-1`.",
+            user(CAROL).mention()
         )]
     );
-    // Taking over is explicit, and announced in the thread.
-    let mention_ts = t.mention(CAROL, ALERTS, Some(&alert_ts), "commander @me").await;
-    let _ = mention_ts;
-    t.expect_reply(ALERTS, "took over as commander from");
-    assert_eq!(incident(&t, inc(1)).commander, Some(user(CAROL)));
+    // Taking over by command works as well, and names the incident when refused.
+    let answers = t.slash(ALICE, ALERTS, "commander INC-1").await;
+    assert_eq!(
+        answers,
+        [format!(
+            "{} is already the commander of INC-1. To take over, use `/incident commander @me INC-1`.",
+            user(CAROL).mention()
+        )]
+    );
     // Alice (no role now) reacts :mag: on the header: Bob holds it.
     t.react(ALICE, ALERTS, &h.ts, "mag").await;
     assert!(t.new_privates()[0].text.contains("already the investigator"));
@@ -87,9 +109,14 @@ async fn roles_tracks_buttons_reactions_and_commands_from_alert_to_postmortem() 
     t.mention(CAROL, ALERTS, Some(&alert_ts), "status rolling back deploy 4512").await;
     t.expect_reply(ALERTS, "*Status update* from");
 
-    // Resolve before mitigation is refused with the reason.
-    let answers = t.click(CAROL, ALERTS, &h.ts, "resolve").await;
-    assert!(answers[0].contains("not mitigated yet"), "{answers:?}");
+    // Resolve before mitigation is not offered as a button, and refused by command with the way on.
+    let header = t.sandbox.message(ALERTS, &h.ts).unwrap();
+    assert!(!header.blocks.to_string().contains("\"resolve\""), "no Resolve button before mitigation");
+    let answers = t.slash(CAROL, ALERTS, "resolve INC-1").await;
+    assert!(
+        answers[0].contains("not mitigated yet") && answers[0].contains("`/incident mitigated INC-1`"),
+        "{answers:?}"
+    );
     // Mitigated by button: the investigator is asked for the root cause.
     t.click(CAROL, ALERTS, &h.ts, "mitigated").await;
     let m = t.expect_reply(ALERTS, "*Mitigated* by");
@@ -202,10 +229,17 @@ async fn the_callers_single_incident_is_implied_and_ambiguity_lists_candidates()
         .await;
     t.expect_reply(ALERTS, "INC-2");
     let answers = t.slash(ALICE, ALERTS, "status investigating").await;
-    assert!(
-        answers[0].contains("`INC-1`") && answers[0].contains("`INC-2`") && answers[0].contains("Add the id"),
-        "{answers:?}"
+    assert_eq!(
+        answers,
+        [
+            "You are on several open incidents: `INC-1` (API p99 latency high), `INC-2` (Disk almost full). Add the id to the command, e.g. `/incident status investigating INC-1`."
+        ],
+        "the example is the command Alice typed"
     );
+    // Someone on neither incident is told they are open, not that they are on them.
+    let answers = t.slash(SRE, ALERTS, "ack").await;
+    assert!(answers[0].starts_with("Several incidents are open: `INC-1`"), "{answers:?}");
+    assert!(answers[0].ends_with("e.g. `/incident ack INC-1`."), "{answers:?}");
     let answers = t.slash(ALICE, ALERTS, "list mine").await;
     assert!(answers[0].contains("INC-1") && answers[0].contains("INC-2"));
     let answers = t.slash(BOB, ALERTS, "oncall").await;

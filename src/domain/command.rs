@@ -217,6 +217,8 @@ impl Command {
 pub struct Parsed {
     pub command: Command,
     pub incident: Option<IncidentId>,
+    /// The command as typed (whitespace collapsed), for answers that show it back.
+    pub typed: String,
 }
 
 /// Why a command could not be read; the text says what to type instead.
@@ -274,7 +276,7 @@ pub fn parse(text: &str) -> Result<Parsed, CommandError> {
         Verb::Oncall => Command::Oncall(rest.first().map(|t| t.to_string())),
         Verb::Help => Command::Help,
     };
-    Ok(Parsed { command, incident })
+    Ok(Parsed { command, incident, typed: text.split_whitespace().collect::<Vec<_>>().join(" ") })
 }
 
 fn is_incident_token(word: &str) -> bool {

@@ -58,6 +58,12 @@ pub enum Action {
         user: Option<UserId>,
         take_over: bool,
     },
+    /// Take a role over from `from`, who held it when the person chose to (a header button):
+    /// refused if someone else holds it by then; for `from` themselves it confirms the role.
+    TakeOver {
+        role: Role,
+        from: UserId,
+    },
     Status {
         text: String,
     },
@@ -90,6 +96,8 @@ impl Action {
             Action::AcceptSuggestedSeverity { .. } => "accept_severity",
             Action::Claim { role: Role::Commander, .. } => "commander",
             Action::Claim { role: Role::Investigator, .. } => "investigator",
+            Action::TakeOver { role: Role::Commander, .. } => "take_over_commander",
+            Action::TakeOver { role: Role::Investigator, .. } => "take_over_investigator",
             Action::Status { .. } => "status",
             Action::Mitigated { .. } => "mitigated",
             Action::RootCause { .. } => "rootcause",
@@ -416,8 +424,8 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
     if alert.transition == Transition::Recovered && policy.alerts.resolve_on_recovery && incident.is_open() {
         if incident.status != Status::Mitigated {
             incident.status = Status::Mitigated;
-            incident.acknowledged_at.get_or_insert(ctx.now);
             incident.mitigated_at = Some(ctx.now);
+            incident.deadlines.escalate_at = None;
             incident.record(ctx.now, monitor.clone(), EntryKind::Mitigated, "Mitigated: the alert recovered");
         }
         if incident.resolve(Some("the alert recovered (alerts.resolve_on_recovery)"), &monitor, ctx.now).is_ok() {
@@ -567,11 +575,21 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
         Action::Claim { role, user, take_over } => {
             let target = user.clone().unwrap_or_else(|| by.clone());
             incident.assign(*role, &target, by, *take_over, now)?;
-            let text = incident.timeline.last().map(|e| e.text.clone()).unwrap_or_default();
-            effects.push(Effect::Reply(messages::role_changed_message(&text)));
-            if incident.slack.incident_channel.is_some() {
-                effects.push(Effect::InviteToChannel(vec![target]));
+            role_changed(&incident, target, &mut effects);
+        }
+        Action::TakeOver { role, from } => {
+            match incident.holder(*role) {
+                Some(holder) if holder != from && holder != by => {
+                    return Err(TransitionError::RoleChangedMeanwhile {
+                        id: incident.id,
+                        role: *role,
+                        holder: holder.clone(),
+                    });
+                }
+                _ => {}
             }
+            incident.assign(*role, by, by, true, now)?;
+            role_changed(&incident, by.clone(), &mut effects);
         }
         Action::Status { text } => {
             incident.post_status(text, by, now)?;
@@ -626,6 +644,16 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
     }
     effects.insert(0, Effect::SyncHeader);
     Ok(changed(incident, effects))
+}
+
+/// A role changed hands (or was confirmed): say so in the thread and bring the new holder into
+/// the incident channel.
+fn role_changed(incident: &Incident, holder: UserId, effects: &mut Vec<Effect>) {
+    let text = incident.timeline.last().map(|e| e.text.clone()).unwrap_or_default();
+    effects.push(Effect::Reply(messages::role_changed_message(&text)));
+    if incident.slack.incident_channel.is_some() {
+        effects.push(Effect::InviteToChannel(vec![holder]));
+    }
 }
 
 /// After a severity change, pending timers follow the new severity's cadence.

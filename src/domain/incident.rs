@@ -317,27 +317,29 @@ pub enum TransitionError {
     #[error("{0} is already resolved. To work on it again, use `/incident reopen {0}`.")]
     AlreadyResolved(IncidentId),
     #[error(
-        "{0} is not mitigated yet, so it cannot be resolved. The commander declares mitigation first with `/incident mitigated`."
+        "{0} is not mitigated yet, so it cannot be resolved. The commander declares mitigation first with `/incident mitigated {0}`."
     )]
     ResolveBeforeMitigated(IncidentId),
     #[error("{id} was already acknowledged by {by}.")]
     AlreadyAcknowledged { id: IncidentId, by: String },
     #[error(
-        "{0} is already mitigated. Use `/incident status <text>` to post an update, or `/incident resolve` when it is over."
+        "{0} is already mitigated. Use `/incident status {0} <text>` to post an update, or `/incident resolve {0}` when it is over."
     )]
     AlreadyMitigated(IncidentId),
     #[error("{0} is not resolved, so there is nothing to reopen.")]
     NotResolved(IncidentId),
-    #[error("{user} is the {held} of {id}; one person cannot be both commander and investigator. Hand the {held} role to someone else first (`/incident {held} @someone`).", user = .user.mention())]
+    #[error("{user} is the {held} of {id}; one person cannot be both commander and investigator. Hand the {held} role to someone else first (`/incident {held} @someone {id}`).", user = .user.mention())]
     SamePersonBothRoles { id: IncidentId, user: UserId, held: Role },
-    #[error("{holder} is already the {role} of {id}. To take over, use `/incident {role} @me`.", holder = .holder.mention())]
+    #[error("{holder} is already the {role} of {id}. To take over, use `/incident {role} @me {id}`.", holder = .holder.mention())]
     RoleHeld { id: IncidentId, role: Role, holder: UserId },
+    #[error("{holder} took the {role} role of {id} meanwhile. To take over from them, use `/incident {role} @me {id}`.", holder = .holder.mention())]
+    RoleChangedMeanwhile { id: IncidentId, role: Role, holder: UserId },
     #[error("{user} is already the {role} of {id}.", user = .user.mention())]
     AlreadyInRole { id: IncidentId, role: Role, user: UserId },
     #[error("{id} is already {severity}.")]
     SameSeverity { id: IncidentId, severity: Severity },
-    #[error("{what} needs some text, e.g. `/incident {example}`.")]
-    MissingText { what: &'static str, example: &'static str },
+    #[error("{what} needs some text, e.g. `/incident {verb} {id} {example}`.")]
+    MissingText { id: IncidentId, what: &'static str, verb: &'static str, example: &'static str },
     #[error("{user} may not change {id}: only members of team {team}, its role holders and the configured responders can. Ask the commander, or get added to `slack.responders` in the policy.", user = .user.mention())]
     NotAllowed { id: IncidentId, user: UserId, team: String },
 }
@@ -500,26 +502,27 @@ impl Incident {
 
     pub fn post_status(&mut self, text: &str, by: &UserId, now: DateTime<Utc>) -> Result<(), TransitionError> {
         self.ensure_open()?;
-        non_empty(text, "A status update", "status Rolled back the deploy; error rate falling")?;
+        non_empty(self.id, text, "A status update", "status", "Rolled back the deploy; error rate falling")?;
         self.last_status_update_at = Some(now);
         self.record(now, Actor::Person(by.clone()), EntryKind::StatusUpdate, format!("Status update: {}", text.trim()));
         Ok(())
     }
 
     pub fn add_note(&mut self, text: &str, by: &UserId, now: DateTime<Utc>) -> Result<(), TransitionError> {
-        non_empty(text, "A note", "note Deploy 4512 went out at 10:02")?;
+        non_empty(self.id, text, "A note", "note", "Deploy 4512 went out at 10:02")?;
         self.record(now, Actor::Person(by.clone()), EntryKind::Note, text.trim());
         Ok(())
     }
 
-    /// The commander declares the impact over. Mitigating implies acknowledging.
+    /// The commander declares the impact over.
     pub fn mitigate(&mut self, note: Option<&str>, by: &UserId, now: DateTime<Utc>) -> Result<(), TransitionError> {
         self.ensure_open()?;
         if self.status == Status::Mitigated {
             return Err(TransitionError::AlreadyMitigated(self.id));
         }
+        // Mitigation stops the escalation but is not an acknowledgement: time to acknowledge stays
+        // unknown for an incident nobody acknowledged, so slow or missing acknowledgement shows.
         self.status = Status::Mitigated;
-        self.acknowledged_at.get_or_insert(now);
         self.mitigated_at = Some(now);
         self.deadlines.escalate_at = None;
         let text = match note.map(str::trim).filter(|n| !n.is_empty()) {
@@ -532,7 +535,7 @@ impl Incident {
 
     /// The investigator records the root cause. Allowed after resolution too, for the postmortem.
     pub fn find_root_cause(&mut self, text: &str, by: &UserId, now: DateTime<Utc>) -> Result<bool, TransitionError> {
-        non_empty(text, "A root cause", "rootcause Connection pool exhausted after config change")?;
+        non_empty(self.id, text, "A root cause", "rootcause", "Connection pool exhausted after config change")?;
         let updated = self.root_cause.is_found();
         self.root_cause = RootCause::Found { text: text.trim().to_string(), by: by.clone(), at: now };
         self.deadlines.root_cause_reminder_at = None;
@@ -589,6 +592,12 @@ pub struct IncidentDurations {
     pub to_resolve: Option<TimeDelta>,
 }
 
-fn non_empty(text: &str, what: &'static str, example: &'static str) -> Result<(), TransitionError> {
-    if text.trim().is_empty() { Err(TransitionError::MissingText { what, example }) } else { Ok(()) }
+fn non_empty(
+    id: IncidentId,
+    text: &str,
+    what: &'static str,
+    verb: &'static str,
+    example: &'static str,
+) -> Result<(), TransitionError> {
+    if text.trim().is_empty() { Err(TransitionError::MissingText { id, what, verb, example }) } else { Ok(()) }
 }

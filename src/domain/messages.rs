@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::Transition;
 use super::ids::{IncidentId, Severity, UserId};
-use super::incident::{Incident, RootCause, Status};
+use super::incident::{Incident, Role, RootCause, Status};
 use super::text::{defuse_broadcasts, escape_untrusted, safe_url};
 
 /// A message: `text` is the notification fallback, `blocks` the rich layout (may be empty).
@@ -37,8 +37,25 @@ pub enum Block {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Control {
-    Button { action: ButtonAction, label: String, style: ButtonStyle },
-    SeveritySelect { current: Severity },
+    /// A button; with `confirm`, Slack asks before sending the click.
+    Button {
+        action: ButtonAction,
+        label: String,
+        style: ButtonStyle,
+        confirm: Option<Confirm>,
+    },
+    SeveritySelect {
+        current: Severity,
+    },
+}
+
+/// The question a button asks before it acts (Slack's confirmation dialog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirm {
+    pub title: String,
+    pub text: String,
+    pub yes: String,
+    pub no: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,11 +65,20 @@ pub enum ButtonStyle {
     Danger,
 }
 
-/// What a header button does. The Slack adapter encodes it as the button's `action_id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a header button does. The Slack adapter encodes it as the button's `action_id` (and
+/// [`ButtonAction::detail`] in its value).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ButtonAction {
+    /// Claim the commander role, which nobody holds.
     TakeCommand,
+    /// Claim the investigator role, which nobody holds.
     Investigate,
+    /// Take a held role over from `from` (the holder when the button was shown); for `from`
+    /// themselves it confirms the role.
+    TakeOver {
+        role: super::incident::Role,
+        from: UserId,
+    },
     Mitigated,
     RootCauseFound,
     Resolve,
@@ -62,10 +88,11 @@ pub enum ButtonAction {
 
 impl ButtonAction {
     /// Stable ids for Slack's `action_id`.
-    pub fn id(self) -> String {
+    pub fn id(&self) -> String {
         match self {
             ButtonAction::TakeCommand => "take_command".into(),
             ButtonAction::Investigate => "investigate".into(),
+            ButtonAction::TakeOver { role, .. } => format!("take_over_{role}"),
             ButtonAction::Mitigated => "mitigated".into(),
             ButtonAction::RootCauseFound => "root_cause_found".into(),
             ButtonAction::Resolve => "resolve".into(),
@@ -73,7 +100,25 @@ impl ButtonAction {
         }
     }
 
-    pub fn from_id(id: &str) -> Option<ButtonAction> {
+    /// What the button carries besides its incident: the holder a take-over expects.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            ButtonAction::TakeOver { from, .. } => Some(from.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Reads an `action_id` back, with the [`ButtonAction::detail`] the button carried.
+    pub fn from_id(id: &str, detail: Option<&str>) -> Option<ButtonAction> {
+        let role = |name: &str| match name {
+            "commander" => Some(super::incident::Role::Commander),
+            "investigator" => Some(super::incident::Role::Investigator),
+            _ => None,
+        };
+        if let Some(name) = id.strip_prefix("take_over_") {
+            let from = UserId::parse(detail?).ok()?;
+            return Some(ButtonAction::TakeOver { role: role(name)?, from });
+        }
         Some(match id {
             "take_command" => ButtonAction::TakeCommand,
             "investigate" => ButtonAction::Investigate,
@@ -100,6 +145,38 @@ pub fn human_duration(d: TimeDelta) -> String {
         (0, h, m) => format!("{h}h {m}m"),
         (d, 0, _) => format!("{d}d"),
         (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+/// The button for a role: claim it when nobody holds it; otherwise take it over from the holder,
+/// after a confirmation that names them (for the holder, the click confirms the role).
+fn role_control(incident: &Incident, role: Role, claim: &str, take_over: &str, style: ButtonStyle) -> Control {
+    match incident.holder(role) {
+        None => Control::Button {
+            action: if role == Role::Commander { ButtonAction::TakeCommand } else { ButtonAction::Investigate },
+            label: claim.into(),
+            style,
+            confirm: None,
+        },
+        Some(holder) => {
+            let how = if incident.confirmed_roles.contains(&role) { "" } else { " (from the rotation)" };
+            Control::Button {
+                action: ButtonAction::TakeOver { role, from: holder.clone() },
+                label: take_over.into(),
+                style,
+                confirm: Some(Confirm {
+                    title: format!("Take over as {role}?"),
+                    text: format!(
+                        "{} is the {role} of {}{how}. You become the {role}; the thread is told. If you are {}, this confirms your role.",
+                        holder.mention(),
+                        incident.id,
+                        holder.mention()
+                    ),
+                    yes: "Take over".into(),
+                    no: "Cancel".into(),
+                }),
+            }
+        }
     }
 }
 
@@ -159,44 +236,38 @@ pub fn header_message(incident: &Incident) -> Message {
     let title = format!("{id} · {} · {}", incident.severity, escape_untrusted(&incident.title));
     let mut blocks = vec![Block::Header(title.clone()), Block::Fields(fields)];
     if incident.is_open() {
+        let button = |action: ButtonAction, label: &str, style: ButtonStyle| Control::Button {
+            action,
+            label: label.into(),
+            style,
+            confirm: None,
+        };
         let mut controls = vec![
-            Control::Button {
-                action: ButtonAction::TakeCommand,
-                label: "Take command".into(),
-                style: ButtonStyle::Primary,
-            },
-            Control::Button {
-                action: ButtonAction::Investigate,
-                label: "Investigate".into(),
-                style: ButtonStyle::Default,
-            },
+            role_control(incident, Role::Commander, "Take command", "Take over command", ButtonStyle::Primary),
+            role_control(incident, Role::Investigator, "Investigate", "Take over investigation", ButtonStyle::Default),
         ];
+        // Only buttons that can do what they say: Mitigated until it is, the root cause until it is
+        // found, Resolve once mitigated (resolving needs mitigation).
         if incident.status != Status::Mitigated {
-            controls.push(Control::Button {
-                action: ButtonAction::Mitigated,
-                label: "Mitigated".into(),
-                style: ButtonStyle::Default,
-            });
+            controls.push(button(ButtonAction::Mitigated, "Mitigated", ButtonStyle::Default));
         }
         if !incident.root_cause.is_found() {
-            controls.push(Control::Button {
-                action: ButtonAction::RootCauseFound,
-                label: "Root cause found".into(),
-                style: ButtonStyle::Default,
-            });
+            controls.push(button(ButtonAction::RootCauseFound, "Root cause found", ButtonStyle::Default));
         }
-        controls.push(Control::Button {
-            action: ButtonAction::Resolve,
-            label: "Resolve".into(),
-            style: ButtonStyle::Danger,
-        });
+        if incident.status == Status::Mitigated {
+            controls.push(button(ButtonAction::Resolve, "Resolve", ButtonStyle::Danger));
+        }
         controls.push(Control::SeveritySelect { current: incident.severity });
         blocks.push(Block::Actions(controls));
     }
     let d = incident.durations();
     let mut context = vec![format!("Opened {}", clock(incident.opened_at))];
-    if let Some(t) = d.to_acknowledge {
-        context.push(format!("acknowledged after {}", human_duration(t)));
+    match d.to_acknowledge {
+        Some(t) => context.push(format!("acknowledged after {}", human_duration(t))),
+        None if incident.mitigated_at.is_some() || incident.resolved_at.is_some() => {
+            context.push("never acknowledged".into())
+        }
+        None => {}
     }
     if let Some(t) = d.to_mitigate {
         context.push(format!("mitigated after {}", human_duration(t)));
@@ -357,6 +428,7 @@ pub fn severity_suggestion(current: Severity, suggested: Severity, reason: &str)
                 action: ButtonAction::AcceptSeverity(suggested),
                 label: format!("Use {suggested}"),
                 style: ButtonStyle::Primary,
+                confirm: None,
             }]),
         ],
     }
@@ -431,14 +503,15 @@ pub fn oncall_line(team: &str, primary: &UserId, next: Option<&UserId>, until: &
     )
 }
 
-/// When a command could mean several incidents.
-pub fn which_incident_message(candidates: &[&Incident]) -> String {
+/// When a command could mean several incidents: `typed` is the command as the person wrote it
+/// (after `/incident`), so the example is their own command with an id added; `theirs` says the
+/// candidates are the incidents they hold a role on (rather than every open one).
+pub fn which_incident_message(candidates: &[&Incident], typed: &str, theirs: bool) -> String {
     let ids: Vec<String> = candidates.iter().map(|i| format!("`{}` ({})", i.id, escape_untrusted(&i.title))).collect();
-    format!(
-        "You are on several open incidents: {}. Add the id to the command, e.g. `/incident ack {}`.",
-        ids.join(", "),
-        candidates[0].id
-    )
+    let lead = if theirs { "You are on several open incidents" } else { "Several incidents are open" };
+    let typed = escape_untrusted(typed.trim());
+    let example = if typed.is_empty() { candidates[0].id.to_string() } else { format!("{typed} {}", candidates[0].id) };
+    format!("{lead}: {}. Add the id to the command, e.g. `/incident {example}`.", ids.join(", "))
 }
 
 #[cfg(test)]
@@ -456,16 +529,20 @@ mod tests {
 
     #[test]
     fn button_ids_round_trip() {
+        let alice = UserId::parse("U0ALICE01").unwrap();
         for a in [
             ButtonAction::TakeCommand,
             ButtonAction::Investigate,
+            ButtonAction::TakeOver { role: Role::Commander, from: alice.clone() },
+            ButtonAction::TakeOver { role: Role::Investigator, from: alice },
             ButtonAction::Mitigated,
             ButtonAction::RootCauseFound,
             ButtonAction::Resolve,
             ButtonAction::AcceptSeverity(Severity::Sev2),
         ] {
-            assert_eq!(ButtonAction::from_id(&a.id()), Some(a));
+            assert_eq!(ButtonAction::from_id(&a.id(), a.detail().as_deref()), Some(a));
         }
-        assert_eq!(ButtonAction::from_id("accept_severity_9"), None);
+        assert_eq!(ButtonAction::from_id("accept_severity_9", None), None);
+        assert_eq!(ButtonAction::from_id("take_over_commander", None), None, "a take-over names the holder");
     }
 }

@@ -81,7 +81,8 @@ pub fn postmortem_markdown(incident: &Incident) -> String {
     let d = incident.durations();
     let show = |t: Option<chrono::TimeDelta>| t.map(human_duration).unwrap_or_else(|| "—".into());
     let _ = writeln!(md, "| acknowledge | mitigate | resolve |\n|---|---|---|");
-    let _ = writeln!(md, "| {} | {} | {} |", show(d.to_acknowledge), show(d.to_mitigate), show(d.to_resolve));
+    let acknowledge = d.to_acknowledge.map(human_duration).unwrap_or_else(|| "never".into());
+    let _ = writeln!(md, "| {acknowledge} | {} | {} |", show(d.to_mitigate), show(d.to_resolve));
     let _ = writeln!(md);
 
     let _ = writeln!(md, "## Severity history");
@@ -124,8 +125,14 @@ pub fn postmortem_markdown(incident: &Incident) -> String {
     if !incident.root_cause.is_found() {
         questions.push("What was the root cause?".to_string());
     }
-    if incident.acknowledged_at.is_none_or(|a| a - incident.opened_at > chrono::TimeDelta::minutes(15)) {
-        questions.push("Why did acknowledgement take as long as it did?".to_string());
+    match d.to_acknowledge {
+        None => {
+            questions.push("Nobody acknowledged it: did the escalation reach anyone, and why did no one answer?".into())
+        }
+        Some(t) if t > chrono::TimeDelta::minutes(15) => {
+            questions.push("Why did acknowledgement take as long as it did?".to_string())
+        }
+        Some(_) => {}
     }
     if incident.timeline.iter().any(|e| e.kind == EntryKind::Flapping) {
         questions.push("The alert flapped: is its threshold right?".to_string());

@@ -189,6 +189,8 @@ struct World {
     views: Vec<(String, String, Value)>,
     /// Message timestamps count up from here (seconds), so they can match the bot's clock.
     epoch: i64,
+    /// The form fields of the last slash command, for redeliveries.
+    last_slash: Option<Vec<(&'static str, String)>>,
 }
 
 impl World {
@@ -274,6 +276,7 @@ impl SlackSandbox {
             bot_token_valid: true,
             views: Vec::new(),
             epoch: 1_700_000_000,
+            last_slash: None,
         }));
         let connected = Arc::new(Notify::new());
         let state = Arc::new(AppState { world: world.clone(), connected: connected.clone(), addr });
@@ -599,6 +602,15 @@ impl SlackSandbox {
         .await
     }
 
+    /// Delivers the last slash command again, byte for byte (same trigger id), as a proxy retry
+    /// or a Socket Mode redelivery would.
+    pub async fn resend_last_slash(&self) -> DeliveryResult {
+        let Some(fields) = self.world().last_slash.clone() else {
+            return DeliveryResult::Refused(0, "no slash command was sent yet".into());
+        };
+        self.send_slash(fields).await
+    }
+
     /// A person runs `/incident <text>` in a channel. The answer arrives at a response URL the
     /// sandbox serves; see [`SlackSandbox::privates`].
     pub async fn slash(&self, user: &str, channel: &str, text: &str) -> DeliveryResult {
@@ -623,6 +635,11 @@ impl SlackSandbox {
             ("response_url", format!("http://{}/respond/{n}", self.addr)),
             ("trigger_id", format!("{n}.{n}.sandboxtrigger")),
         ];
+        self.world().last_slash = Some(fields.clone());
+        self.send_slash(fields).await
+    }
+
+    async fn send_slash(&self, fields: Vec<(&'static str, String)>) -> DeliveryResult {
         let delivery = self.world().delivery.clone();
         match delivery {
             Delivery::Http { base } => {

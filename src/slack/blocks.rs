@@ -16,6 +16,12 @@ pub const FIELD_MAX: usize = 2000;
 pub const MARKDOWN_MAX: usize = 12_000;
 /// Message text: Slack truncates `text` over 40,000 characters.
 pub const TEXT_MAX: usize = 40_000;
+/// Confirmation dialog: "Maximum length for this field is 100 characters" (the title).
+pub const CONFIRM_TITLE_MAX: usize = 100;
+/// Confirmation dialog: the confirm and deny button texts, at most 30 characters each.
+pub const CONFIRM_BUTTON_MAX: usize = 30;
+/// Confirmation dialog: the explanatory text, at most 300 characters.
+pub const CONFIRM_TEXT_MAX: usize = 300;
 /// action_id of the severity select on the header.
 pub const SEVERITY_SELECT: &str = "set_severity";
 
@@ -112,13 +118,25 @@ pub fn render_blocks(message: &Message, incident: Option<&str>) -> Vec<Value> {
             Block::Actions(controls) => json!({
                 "type": "actions",
                 "elements": controls.iter().map(|c| match c {
-                    Control::Button { action, label, style } => {
+                    Control::Button { action, label, style, confirm } => {
+                        let value = match action.detail() {
+                            Some(detail) => format!("{value} {detail}"),
+                            None => value.to_string(),
+                        };
                         let mut b = json!({
                             "type": "button",
                             "action_id": action.id(),
                             "text": {"type": "plain_text", "text": label, "emoji": true},
                             "value": value,
                         });
+                        if let Some(c) = confirm {
+                            b["confirm"] = json!({
+                                "title": {"type": "plain_text", "text": clip(&c.title, CONFIRM_TITLE_MAX)},
+                                "text": mrkdwn(&c.text, CONFIRM_TEXT_MAX),
+                                "confirm": {"type": "plain_text", "text": clip(&c.yes, CONFIRM_BUTTON_MAX)},
+                                "deny": {"type": "plain_text", "text": clip(&c.no, CONFIRM_BUTTON_MAX)},
+                            });
+                        }
                         match style {
                             ButtonStyle::Primary => b["style"] = json!("primary"),
                             ButtonStyle::Danger => b["style"] = json!("danger"),
@@ -167,7 +185,12 @@ mod tests {
         let message = Message {
             text: String::new(),
             blocks: vec![Block::Actions(vec![
-                Control::Button { action: ButtonAction::Resolve, label: "Resolve".into(), style: ButtonStyle::Danger },
+                Control::Button {
+                    action: ButtonAction::Resolve,
+                    label: "Resolve".into(),
+                    style: ButtonStyle::Danger,
+                    confirm: None,
+                },
                 Control::SeveritySelect { current: Severity::Sev2 },
             ])],
         };

@@ -160,16 +160,7 @@ impl SlackInterpreter {
         };
         match command::parse(&text) {
             Ok(parsed) if parsed.command == Command::Help => public_reply(command::help_text()),
-            Ok(parsed) => self.command(
-                parsed.command,
-                parsed.incident.or(in_thread),
-                user,
-                channel,
-                origin,
-                store,
-                now,
-                public_reply,
-            ),
+            Ok(parsed) => self.command(parsed, in_thread, user, channel, origin, store, now, public_reply),
             Err(CommandError::Empty) => public_reply(command::help_text()),
             Err(e) => answer(&origin, &e.to_string(), now),
         }
@@ -190,25 +181,17 @@ impl SlackInterpreter {
         let in_channel = store.find_incident_by_message(&cmd.channel_id, "").ok().flatten().map(|i| i.id);
         let reply_origin = origin.clone();
         let reply = move |text: String| answer(&reply_origin, &text, now);
-        self.command(
-            parsed.command,
-            parsed.incident.or(in_channel),
-            cmd.user_id.clone(),
-            cmd.channel_id.clone(),
-            origin,
-            store,
-            now,
-            reply,
-        )
+        self.command(parsed, in_channel, cmd.user_id.clone(), cmd.channel_id.clone(), origin, store, now, reply)
     }
 
     /// Runs a parsed command for `user`. Read-only verbs are answered here; the rest become
-    /// domain events for the incident named, implied, or the caller's only one.
+    /// domain events for the incident named, implied (`implied`: the thread or channel it was
+    /// typed in), or the caller's only one.
     #[allow(clippy::too_many_arguments)]
     fn command(
         &self,
-        command: Command,
-        named: Option<IncidentId>,
+        parsed: command::Parsed,
+        implied: Option<IncidentId>,
         user: UserId,
         channel: ChannelId,
         origin: Origin,
@@ -216,12 +199,14 @@ impl SlackInterpreter {
         now: DateTime<Utc>,
         reply: impl Fn(String) -> Interpretation,
     ) -> Interpretation {
-        let action = match command {
+        let named = parsed.incident.or(implied);
+        let typed = parsed.typed.as_str();
+        let action = match parsed.command {
             Command::Help => return reply(command::help_text()),
             Command::Oncall(team) => return reply(self.oncall(team.as_deref(), now)),
             Command::List(scope) => return reply(list(store, scope, &user)),
             Command::Timeline => {
-                return match self.target(named, &user, store) {
+                return match self.target(named, &user, typed, store) {
                     Ok(incident) => reply(messages::timeline_message(&incident)),
                     Err(text) => answer(&origin, &text, now),
                 };
@@ -249,7 +234,7 @@ impl SlackInterpreter {
             Command::Reopen => Action::Reopen,
             Command::Note(text) => Action::Note { text },
         };
-        match self.target(named, &user, store) {
+        match self.target(named, &user, typed, store) {
             Ok(incident) => Interpretation::Event(Box::new(Derived {
                 event: Event::Act { by: user, action },
                 incident: Some(incident.id),
@@ -260,7 +245,13 @@ impl SlackInterpreter {
     }
 
     /// The incident a command is about: named, implied, or the caller's only open one.
-    fn target(&self, named: Option<IncidentId>, user: &UserId, store: &dyn Store) -> Result<Incident, String> {
+    fn target(
+        &self,
+        named: Option<IncidentId>,
+        user: &UserId,
+        typed: &str,
+        store: &dyn Store,
+    ) -> Result<Incident, String> {
         if let Some(id) = named {
             return store
                 .get_incident(id)
@@ -273,8 +264,8 @@ impl SlackInterpreter {
             ([one], _) => Ok((*one).clone()),
             ([], [only]) => Ok(only.clone()),
             ([], []) => Err("There is no open incident. `/incident declare <title>` opens one.".into()),
-            ([], many) => Err(messages::which_incident_message(&many.iter().collect::<Vec<_>>())),
-            (several, _) => Err(messages::which_incident_message(several)),
+            ([], many) => Err(messages::which_incident_message(&many.iter().collect::<Vec<_>>(), typed, false)),
+            (several, _) => Err(messages::which_incident_message(several, typed, true)),
         }
     }
 
@@ -327,7 +318,11 @@ impl SlackInterpreter {
             return Interpretation::Ignore("interaction without an action".into());
         };
         let action_id = str_of(action, "action_id").unwrap_or_default();
-        let incident = str_of(action, "value").and_then(|v| v.parse::<IncidentId>().ok()).or_else(|| {
+        // A button's value is its incident, then what the action needs besides (a take-over: the
+        // holder it expects).
+        let mut value = str_of(action, "value").unwrap_or_default().split_whitespace();
+        let (value_incident, detail) = (value.next(), value.next());
+        let incident = value_incident.and_then(|v| v.parse::<IncidentId>().ok()).or_else(|| {
             let ts = payload.pointer("/container/message_ts").and_then(Value::as_str)?;
             store.find_incident_by_message(channel.as_ref()?, ts).ok().flatten().map(|i| i.id)
         });
@@ -341,7 +336,8 @@ impl SlackInterpreter {
                 None => return Interpretation::Ignore("severity select without a value".into()),
             }
         } else {
-            match ButtonAction::from_id(action_id) {
+            match ButtonAction::from_id(action_id, detail) {
+                Some(ButtonAction::TakeOver { role, from }) => Action::TakeOver { role, from },
                 Some(ButtonAction::TakeCommand) => {
                     Action::Claim { role: Role::Commander, user: None, take_over: false }
                 }
