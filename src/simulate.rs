@@ -62,7 +62,7 @@ pub fn simulate(
             Some(i) => State::Existing(i),
             None => State::New { id: next_id },
         };
-        let outcome = decide(state, &Event::Alert(alert.clone()), Context { now, policy });
+        let outcome = decide(state, &Event::Alert(alert.clone()), Context::new(now, policy));
         results.push(describe(&alert, policy, existing.as_ref(), outcome, &mut opened, &mut next_id));
     }
     Ok(json!({"format": format, "alerts": results, "notes": notes}))

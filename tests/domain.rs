@@ -17,7 +17,7 @@ fn id(n: u64) -> IncidentId {
 }
 
 fn open(policy: &Policy, event: Event, at: chrono::DateTime<chrono::Utc>) -> (Incident, Vec<Effect>) {
-    match decide(State::New { id: id(1) }, &event, Context { now: at, policy }).unwrap() {
+    match decide(State::New { id: id(1) }, &event, Context::new(at, policy)).unwrap() {
         Outcome::Changed { incident, effects } => (*incident, effects),
         Outcome::Ignored { reason } => panic!("expected an incident, got ignored: {reason}"),
     }
@@ -35,7 +35,7 @@ fn act(
     minutes: i64,
 ) -> Result<(Incident, Vec<Effect>), TransitionError> {
     let event = Event::Act { by: user(by), action };
-    match decide(State::Existing(incident), &event, Context { now: t0() + mins(minutes), policy })? {
+    match decide(State::Existing(incident), &event, Context::new(t0() + mins(minutes), policy))? {
         Outcome::Changed { incident, effects } => Ok((*incident, effects)),
         Outcome::Ignored { reason } => panic!("expected a change, got ignored: {reason}"),
     }
@@ -117,7 +117,7 @@ fn warn_and_lone_recovery_do_not_open_incidents() {
     let policy = policy();
     for (transition, expect) in [(Transition::Warn, "alerts.open_on"), (Transition::Recovered, "nothing to do")] {
         let alert = webhook_alert("111", transition, Priority::P2, &["team:backend"]);
-        match decide(State::New { id: id(1) }, &Event::Alert(alert), Context { now: t0(), policy: &policy }).unwrap() {
+        match decide(State::New { id: id(1) }, &Event::Alert(alert), Context::new(t0(), &policy)).unwrap() {
             Outcome::Ignored { reason } => assert!(reason.contains(expect), "{reason}"),
             other => panic!("{transition} should be ignored, got {other:?}"),
         }
@@ -150,9 +150,7 @@ fn fold(
     alert: incident_commander::domain::Alert,
     minutes: i64,
 ) -> (Incident, Vec<Effect>) {
-    match decide(State::Existing(incident), &Event::Alert(alert), Context { now: t0() + mins(minutes), policy })
-        .unwrap()
-    {
+    match decide(State::Existing(incident), &Event::Alert(alert), Context::new(t0() + mins(minutes), policy)).unwrap() {
         Outcome::Changed { incident, effects } => (*incident, effects),
         other => panic!("expected a fold, got {other:?}"),
     }
@@ -399,7 +397,7 @@ fn empty_texts_are_refused_with_an_example() {
 }
 
 fn tick(policy: &Policy, incident: &Incident, minutes: i64) -> Option<(Incident, Vec<Effect>)> {
-    match decide(State::Existing(incident), &Event::Tick, Context { now: t0() + mins(minutes), policy }).unwrap() {
+    match decide(State::Existing(incident), &Event::Tick, Context::new(t0() + mins(minutes), policy)).unwrap() {
         Outcome::Changed { incident, effects } => Some((*incident, effects)),
         Outcome::Ignored { .. } => None,
     }

@@ -23,7 +23,7 @@ fn step(
         Some(i) => State::Existing(i),
         None => State::New { id: IncidentId::FIRST },
     };
-    match decide(state, &event, Context { now: t0() + mins(minutes), policy }).unwrap() {
+    match decide(state, &event, Context::new(t0() + mins(minutes), policy)).unwrap() {
         Outcome::Changed { incident, .. } => *incident,
         other => panic!("{other:?}"),
     }

@@ -18,11 +18,7 @@ use incident_commander::store::{
 fn open_incident(n: u64) -> Incident {
     let policy = policy();
     let alert = webhook_alert(&format!("{n}00"), Transition::Triggered, Priority::P2, &["team:backend"]);
-    match decide(
-        State::New { id: IncidentId::new(n).unwrap() },
-        &Event::Alert(alert),
-        Context { now: t0(), policy: &policy },
-    ) {
+    match decide(State::New { id: IncidentId::new(n).unwrap() }, &Event::Alert(alert), Context::new(t0(), &policy)) {
         Ok(Outcome::Changed { incident, .. }) => *incident,
         other => panic!("{other:?}"),
     }
@@ -72,7 +68,7 @@ fn resolved_incident_leaves_the_fingerprint_index() {
     let mut resolved = incident.clone();
     for action in [Action::Mitigated { note: None }, Action::Resolve { summary: None }] {
         let event = Event::Act { by: user(ALICE), action };
-        resolved = match decide(State::Existing(&resolved), &event, Context { now: t0(), policy: &policy }).unwrap() {
+        resolved = match decide(State::Existing(&resolved), &event, Context::new(t0(), &policy)).unwrap() {
             Outcome::Changed { incident, .. } => *incident,
             other => panic!("{other:?}"),
         };

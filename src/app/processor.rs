@@ -19,12 +19,12 @@ use super::metrics::Metrics;
 use super::render;
 use crate::domain::alert::Alert;
 use crate::domain::decide::{Context, Effect, Event, Outcome, State, decide};
+use crate::domain::ids::ChannelId;
 use crate::domain::ids::IncidentId;
 use crate::domain::incident::Incident;
 use crate::domain::messages::Message;
 use crate::domain::storm::{StormWatch, Weather, storm_summary_message};
 use crate::policy::Policy;
-use crate::sources::title::parse_title;
 use crate::store::{
     ChannelRef, Commit, InboxEvent, InboxSeq, LoggedAlert, MessageKey, Origin, OutboxEntry, SlackOp, Store, StoreError,
     ThreadMessage,
@@ -237,6 +237,12 @@ impl Processor {
                 self.store.find_open_incident_by_fingerprint(&a.fingerprint)?
             }
             (Event::Declare { .. }, _) => None,
+            // Edits and deletions of an alert message concern the incident the alert went to, if
+            // any; without one the domain ignores them (they never open incidents).
+            (Event::AlertEdited { .. } | Event::AlertDeleted { .. }, id) => match id {
+                Some(id) => self.store.get_incident(id)?,
+                None => None,
+            },
             (_, Some(id)) => match self.store.get_incident(id)? {
                 Some(i) => Some(i),
                 None => {
@@ -255,7 +261,21 @@ impl Processor {
             Some(i) => State::Existing(i),
             None => State::New { id: next_id },
         };
-        let ctx = Context { now, policy: &self.policy };
+        // Every alert counts toward its channel's weather; in a storm, its incident's per-alert
+        // messages are held (the domain's call, told through the context).
+        let weather = alert_of(&event).and_then(|a| {
+            let channel = self.alert_channel(a, existing.as_ref())?;
+            let weather = self.storms.observe(
+                &channel,
+                &a.name(),
+                existing.as_ref().map(|i| i.id),
+                now,
+                self.policy.alerts.storm,
+            );
+            Some((channel, weather))
+        });
+        let storm = weather.as_ref().is_some_and(|(_, w)| w.storm().is_some());
+        let ctx = Context::new(now, &self.policy).in_storm(storm);
         let decision = std::panic::catch_unwind(AssertUnwindSafe(|| decide(state, &event, ctx)));
         match decision {
             Err(panic) => {
@@ -276,22 +296,29 @@ impl Processor {
                     incident: None,
                     ignored: Some(reason.clone()),
                 });
-                self.store.commit(Commit { consumed, alert, ..Commit::default() })?;
+                let outbox = self.storm_summary(weather.as_ref(), now);
+                self.store.commit(Commit { consumed, alert, outbox, ..Commit::default() })?;
                 Ok(self.done(seq, "ignored", existing.map(|i| i.id), reason))
             }
-            Ok(Ok(Outcome::Changed { incident, mut effects })) => {
+            Ok(Ok(Outcome::Changed { incident, effects })) => {
                 let is_new = existing.is_none();
-                let mut storm_calls = Vec::new();
-                if let Some(alert) = alert_of(&event) {
-                    storm_calls = self.weather(alert, &incident, is_new, &mut effects, now);
-                }
                 let mut outbox = render::outbox_entries(&incident, is_new, &effects, &origin, now);
-                outbox.extend(storm_calls);
+                if let (Some((channel, _)), Some(alert), true) = (&weather, alert_of(&event), is_new) {
+                    self.storms.note_incident(channel, &alert.name(), incident.id);
+                }
+                outbox.extend(self.storm_summary(weather.as_ref(), now));
                 let alert = alert_of(&event).map(|a| LoggedAlert {
                     alert: a.clone(),
                     incident: Some(incident.id),
                     ignored: None,
                 });
+                // An edit is not a new alert: the log keeps the message's latest content instead.
+                let alert_update = match &event {
+                    Event::AlertEdited { alert, .. } => {
+                        Some(LoggedAlert { alert: (**alert).clone(), incident: Some(incident.id), ignored: None })
+                    }
+                    _ => None,
+                };
                 let id = incident.id;
                 match incident.deadlines.next().filter(|_| incident.is_open()) {
                     Some(t) => self.deadlines.insert(id, t),
@@ -303,6 +330,7 @@ impl Processor {
                     incident: Some(*incident),
                     outbox,
                     alert,
+                    alert_update,
                     ..Commit::default()
                 })?;
                 self.send_jobs(jobs);
@@ -314,38 +342,50 @@ impl Processor {
         }
     }
 
-    /// Storm mode: counts the alert for its channel; during a storm, repeats fold without
-    /// messages and the storm's summary message is posted or edited instead.
-    fn weather(
-        &mut self,
-        alert: &Alert,
-        incident: &Incident,
-        is_new: bool,
-        effects: &mut Vec<Effect>,
-        now: DateTime<Utc>,
-    ) -> Vec<OutboxEntry> {
-        let Some(channel) = alert.slack.as_ref().map(|m| m.channel.clone()).or_else(|| incident.slack.channel.clone())
-        else {
-            return Vec::new();
-        };
-        let monitor = parse_title(&alert.title).name;
-        let weather = self.storms.observe(&channel, &monitor, Some(incident.id), now, self.policy.alerts.storm);
-        let Some(storm) = weather.storm() else { return Vec::new() };
-        if !is_new {
-            // The summary carries the counts: repeats post nothing and leave the header alone
-            // (it catches up at the incident's next change).
-            effects.retain(|e| !matches!(e, Effect::Reply(_) | Effect::React { .. } | Effect::SyncHeader));
-        }
+    /// The channel whose weather an alert belongs to: where it was posted, or where its incident
+    /// lives, or (for a new incident from a webhook) its team's channel.
+    fn alert_channel(&self, alert: &Alert, existing: Option<&Incident>) -> Option<ChannelId> {
+        alert
+            .slack
+            .as_ref()
+            .map(|m| m.channel.clone())
+            .or_else(|| existing.and_then(|i| i.slack.channel.clone()))
+            .or_else(|| Some(self.policy.route(alert).channel.clone()))
+    }
+
+    /// Storm mode's one message per storm: posted when the storm starts, edited now and then while
+    /// it lasts (see `storm::SUMMARY_EVERY`).
+    fn storm_summary(&self, weather: Option<&(ChannelId, Weather)>, now: DateTime<Utc>) -> Vec<OutboxEntry> {
+        let Some((channel, weather)) = weather else { return Vec::new() };
+        let Some(storm) = self.storms.current(channel) else { return Vec::new() };
         let key = MessageKey(format!("storm/{channel}/{}", storm.id));
-        let message = Message::text(storm_summary_message(storm));
+        let message = Message::text(storm_summary_message(storm, false));
         let op = match weather {
+            Weather::Calm | Weather::Raging { summary_due: false, .. } => return Vec::new(),
             Weather::Started(_) => {
-                tracing::warn!(%channel, "alert storm: repeats are summarised in one message");
+                tracing::warn!(%channel, "alert storm: per-alert messages are held and summarised");
                 SlackOp::PostMessage { channel: ChannelRef::Id(channel.clone()), thread: None, message, key: Some(key) }
             }
-            _ => SlackOp::UpdateMessage { channel: ChannelRef::Id(channel.clone()), key, message },
+            Weather::Raging { .. } => SlackOp::UpdateMessage { channel: ChannelRef::Id(channel.clone()), key, message },
         };
         vec![OutboxEntry { incident: None, op, created_at: now }]
+    }
+
+    /// The last edit of every storm summary whose storm is over.
+    fn storms_over(&mut self, now: DateTime<Utc>) -> Vec<OutboxEntry> {
+        self.storms
+            .end_calm(now, self.policy.alerts.storm)
+            .into_iter()
+            .map(|storm| {
+                tracing::info!(channel = %storm.channel, alerts = storm.total, "alert storm over");
+                let op = SlackOp::UpdateMessage {
+                    channel: ChannelRef::Id(storm.channel.clone()),
+                    key: MessageKey(format!("storm/{}/{}", storm.channel, storm.id)),
+                    message: Message::text(storm_summary_message(&storm, true)),
+                };
+                OutboxEntry { incident: None, op, created_at: now }
+            })
+            .collect()
     }
 
     fn refuse(
@@ -430,8 +470,13 @@ impl Processor {
     /// Runs the timers of every incident whose next deadline has passed. Returns how many changed.
     pub fn tick(&mut self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let due: Vec<IncidentId> = self.deadlines.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
         let mut changed = 0;
+        let summaries = self.storms_over(now);
+        if !summaries.is_empty() {
+            changed += summaries.len();
+            self.store.commit(Commit { outbox: summaries, ..Commit::default() })?;
+        }
+        let due: Vec<IncidentId> = self.deadlines.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
         for id in due {
             let Some(incident) = self.store.get_incident(id)? else {
                 self.deadlines.remove(&id);
@@ -439,7 +484,9 @@ impl Processor {
             };
             let span = info_span!("tick", incident = %id);
             let _enter = span.enter();
-            let ctx = Context { now, policy: &self.policy };
+            let rate = self.policy.alerts.storm;
+            let storm = incident.slack.channel.as_ref().is_some_and(|c| self.storms.raging(c, now, rate));
+            let ctx = Context::new(now, &self.policy).in_storm(storm);
             let decision =
                 std::panic::catch_unwind(AssertUnwindSafe(|| decide(State::Existing(&incident), &Event::Tick, ctx)));
             match decision.unwrap_or_else(|_| Ok(Outcome::Ignored { reason: "timer handling panicked".into() })) {

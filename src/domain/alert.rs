@@ -223,6 +223,19 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// The title without the `[P1] [Triggered on …]` markers: what the alert is about, the same
+    /// across its state changes (incident titles and storm summaries use it).
+    pub fn name(&self) -> String {
+        let mut rest = self.title.trim();
+        while let Some(stripped) = rest.strip_prefix('[') {
+            match stripped.find(']') {
+                Some(end) => rest = stripped[end + 1..].trim_start(),
+                None => break,
+            }
+        }
+        if rest.is_empty() { self.title.trim().to_string() } else { rest.to_string() }
+    }
+
     /// The value of the first tag `key:value` with this key.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.iter().find_map(|t| {

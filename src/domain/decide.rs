@@ -9,8 +9,8 @@ use super::alert::{Alert, SlackMessageRef, Transition};
 use super::evidence::{Evidence, evidence_message, evidence_summary};
 use super::ids::{ChannelId, IncidentId, Severity, UserId};
 use super::incident::{
-    Actor, AlertTrack, Deadlines, EntryKind, EvidencePurpose, EvidenceState, Incident, Role, RootCause, SeveritySetBy,
-    SlackLocation, Status, TransitionError,
+    Actor, AlertTrack, Deadlines, EntryKind, EvidencePurpose, EvidenceState, HeldAlerts, Incident, Role, RootCause,
+    SeveritySetBy, SlackLocation, Status, TransitionError,
 };
 use super::messages;
 use super::severity::{Assessment, SeverityInput, assess};
@@ -38,6 +38,13 @@ pub enum Event {
     OpenFromAlert { by: UserId, alert: Alert },
     /// Evidence from Datadog arrived (or could not be had, and why).
     Evidence { purpose: EvidencePurpose, result: Result<Box<Evidence>, String> },
+    /// An alert's own Slack message was edited: `alert` is what it says now, `before` what it said
+    /// before the edit. Slack sends edits for unfurls, thread replies and cosmetic changes too, so
+    /// only a change of the alert itself (state, priority, title) changes the incident, and an
+    /// edit never opens one.
+    AlertEdited { alert: Box<Alert>, before: Box<Alert> },
+    /// An alert's own Slack message was deleted.
+    AlertDeleted { message: SlackMessageRef, title: String },
 }
 
 /// What a person can do to an incident, however they asked (command, button, reaction).
@@ -157,11 +164,27 @@ pub enum State<'a> {
     Existing(&'a Incident),
 }
 
-/// The clock reading and the policy, shared by every decision.
+/// The clock reading and the policy, shared by every decision, and the weather of the channel the
+/// event concerns.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     pub now: DateTime<Utc>,
     pub policy: &'a Policy,
+    /// The channel is in an alert storm (see [`super::storm`]): per-alert messages are held and
+    /// counted, and told in one catch-up note when it is over.
+    pub storm: bool,
+}
+
+impl<'a> Context<'a> {
+    /// Calm weather.
+    pub fn new(now: DateTime<Utc>, policy: &'a Policy) -> Context<'a> {
+        Context { now, policy, storm: false }
+    }
+
+    /// The same, during an alert storm in the event's channel (or not).
+    pub fn in_storm(self, storm: bool) -> Context<'a> {
+        Context { storm, ..self }
+    }
 }
 
 /// Decides one event. Refusals come back as [`TransitionError`]s whose text tells the person what
@@ -188,6 +211,16 @@ pub fn decide(state: State<'_>, event: &Event, ctx: Context<'_>) -> Result<Outco
         }
         (State::New { .. }, Event::Evidence { .. }) => {
             Ok(Outcome::Ignored { reason: "evidence for no incident".into() })
+        }
+        (State::Existing(incident), Event::AlertEdited { alert, before }) => {
+            Ok(edit_alert(incident, alert, before, ctx))
+        }
+        (State::New { .. }, Event::AlertEdited { .. }) => Ok(Outcome::Ignored {
+            reason: "an edited message whose alert has no incident: edits never open incidents".into(),
+        }),
+        (State::Existing(incident), Event::AlertDeleted { title, .. }) => Ok(alert_deleted(incident, title, ctx)),
+        (State::New { .. }, Event::AlertDeleted { .. }) => {
+            Ok(Outcome::Ignored { reason: "a deleted message whose alert has no incident".into() })
         }
     }
 }
@@ -222,6 +255,7 @@ fn initial_deadlines(severity: Severity, now: DateTime<Utc>, policy: &Policy) ->
         status_reminder_at: Some(now + policy.timers.status_update.get(severity)),
         root_cause_reminder_at: None,
         evidence_refresh_at: Some(now + policy.datadog.refresh),
+        storm_catch_up_at: None,
     }
 }
 
@@ -269,6 +303,7 @@ fn new_incident(
         evidence: None,
         postmortem_posted: false,
         confirmed_roles: Vec::new(),
+        held: None,
     };
     let roles = format!(
         "commander {} (primary on call), investigator {}",
@@ -321,7 +356,7 @@ fn open_from_alert(id: IncidentId, alert: &Alert, by: Option<&UserId>, ctx: Cont
         None => SlackLocation { channel: Some(team.channel.clone()), ..SlackLocation::default() },
     };
     let needs_root = slack.thread_ts.is_none();
-    let title = alert_title(alert);
+    let title = alert.name();
     let mut incident = new_incident(
         id,
         title,
@@ -344,30 +379,22 @@ fn open_from_alert(id: IncidentId, alert: &Alert, by: Option<&UserId>, ctx: Cont
     changed(incident, effects)
 }
 
-/// The title without the `[P1] [Triggered on …]` markers, which the header shows separately.
-fn alert_title(alert: &Alert) -> String {
-    let mut rest = alert.title.trim();
-    while let Some(stripped) = rest.strip_prefix('[') {
-        match stripped.find(']') {
-            Some(end) => rest = stripped[end + 1..].trim_start(),
-            None => break,
-        }
-    }
-    if rest.is_empty() { alert.title.trim().to_string() } else { rest.to_string() }
-}
+/// How often, at most, an incident's header is edited while a storm holds its messages (the
+/// header stays roughly current; the storm summary carries the live counts).
+pub const STORM_HEADER_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
     let mut incident = current.clone();
-    let mut effects = vec![Effect::SyncHeader];
     let policy = ctx.policy;
     let thread_ts = incident.slack.thread_ts.clone();
     let track = incident.alerts.get_or_insert_with(|| AlertTrack::from_alert(alert));
-    // An edit of an alert message already folded in (Datadog updates its posts) is not a new alert.
-    let is_edit = alert
+    // The same Slack message again (a reaction opening an alert already folded in) is not a new
+    // alert.
+    let same_message = alert
         .slack
         .as_ref()
         .is_some_and(|m| thread_ts.as_deref() == Some(m.ts.as_str()) || track.messages.contains(&m.ts));
-    if !is_edit {
+    if !same_message {
         track.count += 1;
         if let Some(m) = &alert.slack {
             track.messages.push(m.ts.clone());
@@ -383,58 +410,222 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
         track.fingerprints.push(alert.fingerprint.clone());
     }
     let previous = track.last_transition;
-    let transition_changed = previous != alert.transition;
-    let mut notes = Vec::new();
-    if transition_changed {
-        track.last_transition = alert.transition;
-        track.recovered = alert.transition == Transition::Recovered;
-        let window_start = ctx.now - policy.alerts.flapping.window;
-        track.recent_transitions.retain(|t| *t >= window_start);
-        track.recent_transitions.push(ctx.now);
-        let flapping = track.recent_transitions.len() as u32 >= policy.alerts.flapping.count;
-        if flapping && !track.flapping_noted {
-            track.flapping_noted = true;
-            let text = messages::flapping_message(track.recent_transitions.len() as u32, policy.alerts.flapping.window);
-            notes.push((EntryKind::Flapping, text));
-        } else if !track.flapping_noted {
-            notes.push((EntryKind::AlertTransition, messages::transition_changed_message(previous, alert.transition)));
-        }
-    }
+    let mut effects = Vec::new();
+    let change = apply_transition(&mut incident, alert.transition, ctx);
     let monitor = Actor::Monitor(alert.source);
-    if notes.is_empty() && !is_edit {
-        incident.record(
-            ctx.now,
-            monitor.clone(),
-            EntryKind::AlertFolded,
-            format!("Alert repeated ({})", alert.transition),
-        );
-    }
-    for (kind, text) in notes {
-        incident.record(ctx.now, monitor.clone(), kind, format!("Alert {previous} → {}", alert.transition));
-        effects.push(Effect::Reply(text));
-    }
-    if let Some(SlackMessageRef { channel, ts }) = &alert.slack
-        && !is_edit
-    {
-        effects.push(Effect::React { channel: channel.clone(), ts: ts.clone(), emoji: policy.emoji.folded.clone() });
+    if ctx.storm && incident.is_open() {
+        hold_for_storm(&mut incident, previous, change.as_ref(), ctx, &mut effects);
+    } else {
+        effects.push(Effect::SyncHeader);
+        match change.and_then(|c| c.note) {
+            Some((kind, text)) => {
+                incident.record(ctx.now, monitor.clone(), kind, format!("Alert {previous} → {}", alert.transition));
+                effects.push(Effect::Reply(text));
+            }
+            None if !same_message => incident.record(
+                ctx.now,
+                monitor.clone(),
+                EntryKind::AlertFolded,
+                format!("Alert repeated ({})", alert.transition),
+            ),
+            None => {}
+        }
+        if let Some(SlackMessageRef { channel, ts }) = &alert.slack
+            && !same_message
+        {
+            effects.push(Effect::React {
+                channel: channel.clone(),
+                ts: ts.clone(),
+                emoji: policy.emoji.folded.clone(),
+            });
+        }
     }
     if alert.transition.is_problem() && incident.is_open() {
         reassess_severity(&mut incident, alert, ctx, &mut effects);
     }
-    if alert.transition == Transition::Recovered && policy.alerts.resolve_on_recovery && incident.is_open() {
-        if incident.status != Status::Mitigated {
-            incident.status = Status::Mitigated;
-            incident.mitigated_at = Some(ctx.now);
-            incident.deadlines.escalate_at = None;
-            incident.record(ctx.now, monitor.clone(), EntryKind::Mitigated, "Mitigated: the alert recovered");
-        }
-        if incident.resolve(Some("the alert recovered (alerts.resolve_on_recovery)"), &monitor, ctx.now).is_ok() {
-            effects.push(Effect::Reply(messages::resolved_message(&incident)));
-            effects.push(postmortem_effect(&mut incident));
-            effects.push(Effect::RequestEvidence(EvidencePurpose::Resolution));
+    resolve_on_recovery(&mut incident, alert, ctx, &mut effects);
+    changed(incident, effects)
+}
+
+/// A change of the alert's state, as the incident took it in.
+struct TransitionChange {
+    /// The thread note it calls for, with its timeline kind; `None` once flapping was noted.
+    note: Option<(EntryKind, String)>,
+}
+
+/// Moves the incident's alert track to `to`, keeping count of changes for flapping. `None` when
+/// the alert was already in that state.
+fn apply_transition(incident: &mut Incident, to: Transition, ctx: Context<'_>) -> Option<TransitionChange> {
+    let policy = ctx.policy;
+    let track = incident.alerts.as_mut()?;
+    let previous = track.last_transition;
+    if previous == to {
+        return None;
+    }
+    track.last_transition = to;
+    track.recovered = to == Transition::Recovered;
+    let window_start = ctx.now - policy.alerts.flapping.window;
+    track.recent_transitions.retain(|t| *t >= window_start);
+    track.recent_transitions.push(ctx.now);
+    let flapping = track.recent_transitions.len() as u32 >= policy.alerts.flapping.count;
+    let note = if flapping && !track.flapping_noted {
+        track.flapping_noted = true;
+        let text = messages::flapping_message(track.recent_transitions.len() as u32, policy.alerts.flapping.window);
+        Some((EntryKind::Flapping, text))
+    } else if !track.flapping_noted {
+        Some((EntryKind::AlertTransition, messages::transition_changed_message(previous, to)))
+    } else {
+        None
+    };
+    Some(TransitionChange { note })
+}
+
+/// During a storm an alert folds in silently: it is counted for the catch-up note, the header is
+/// refreshed at most every [`STORM_HEADER_EVERY`], and the catch-up waits for a storm window
+/// without alerts.
+fn hold_for_storm(
+    incident: &mut Incident,
+    previous: Transition,
+    change: Option<&TransitionChange>,
+    ctx: Context<'_>,
+    effects: &mut Vec<Effect>,
+) {
+    let held = incident.held.get_or_insert(HeldAlerts {
+        since: ctx.now,
+        alerts: 0,
+        transitions: 0,
+        first_transition: previous,
+        flapping: false,
+        header_synced_at: None,
+    });
+    held.alerts += 1;
+    if let Some(change) = change {
+        held.transitions += 1;
+        if matches!(change.note, Some((EntryKind::Flapping, _))) {
+            held.flapping = true;
         }
     }
+    if held.header_synced_at.is_none_or(|t| ctx.now - t >= STORM_HEADER_EVERY) {
+        held.header_synced_at = Some(ctx.now);
+        effects.push(Effect::SyncHeader);
+    }
+    incident.deadlines.storm_catch_up_at = Some(ctx.now + ctx.policy.alerts.storm.window);
+}
+
+/// What a storm held back, told in the thread once: on the first timer pass after the storm, or
+/// when the incident is resolved before that.
+fn catch_up(incident: &mut Incident, now: DateTime<Utc>, effects: &mut Vec<Effect>) {
+    incident.deadlines.storm_catch_up_at = None;
+    let Some(held) = incident.held.take() else { return };
+    let Some(track) = &incident.alerts else { return };
+    let text = messages::storm_catch_up_message(&held, track.last_transition, track.last_seen);
+    incident.record(
+        now,
+        Actor::Bot,
+        EntryKind::StormSummary,
+        format!(
+            "During the alert storm since {}: {} alerts, {} state changes ({} → {})",
+            held.since.format("%H:%M:%S UTC"),
+            held.alerts,
+            held.transitions,
+            held.first_transition,
+            track.last_transition
+        ),
+    );
+    effects.push(Effect::Reply(text));
+    effects.push(Effect::SyncHeader);
+}
+
+/// `alerts.resolve_on_recovery`: a Recovered alert mitigates and resolves its incident.
+fn resolve_on_recovery(incident: &mut Incident, alert: &Alert, ctx: Context<'_>, effects: &mut Vec<Effect>) {
+    if alert.transition != Transition::Recovered || !ctx.policy.alerts.resolve_on_recovery || !incident.is_open() {
+        return;
+    }
+    let monitor = Actor::Monitor(alert.source);
+    if incident.status != Status::Mitigated {
+        incident.status = Status::Mitigated;
+        incident.mitigated_at = Some(ctx.now);
+        incident.deadlines.escalate_at = None;
+        incident.record(ctx.now, monitor.clone(), EntryKind::Mitigated, "Mitigated: the alert recovered");
+    }
+    catch_up(incident, ctx.now, effects);
+    if incident.resolve(Some("the alert recovered (alerts.resolve_on_recovery)"), &monitor, ctx.now).is_ok() {
+        effects.push(Effect::Reply(messages::resolved_message(incident)));
+        effects.push(postmortem_effect(incident));
+        effects.push(Effect::RequestEvidence(EvidencePurpose::Resolution));
+    }
+}
+
+/// What an edit changed in the alert itself, as timeline phrases (empty: nothing that matters).
+fn alert_changes(before: &Alert, after: &Alert) -> Vec<String> {
+    let mut changes = Vec::new();
+    if before.transition != after.transition {
+        changes.push(format!("{} → {}", before.transition, after.transition));
+    }
+    if before.priority != after.priority {
+        let show = |p: Option<super::ids::Priority>| p.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
+        changes.push(format!("priority {} → {}", show(before.priority), show(after.priority)));
+    }
+    let (was, now) = (before.name(), after.name());
+    if was != now {
+        changes.push(format!("title “{was}” → “{now}”"));
+    }
+    changes
+}
+
+/// An alert message was edited. Only a change of the alert itself counts; it is compared with
+/// the message as it was before the edit, never with the incident's latest state (a later alert
+/// may have moved that on).
+fn edit_alert(current: &Incident, alert: &Alert, before: &Alert, ctx: Context<'_>) -> Outcome {
+    if !current.is_open() {
+        return Outcome::Ignored {
+            reason: format!("{} is resolved: an edit of its alert message changes nothing", current.id),
+        };
+    }
+    let changes = alert_changes(before, alert);
+    if changes.is_empty() {
+        return Outcome::Ignored {
+            reason: "the edit left the alert as it was (an unfurl, a thread reply or a cosmetic change)".into(),
+        };
+    }
+    let mut incident = current.clone();
+    let mut effects = vec![Effect::SyncHeader];
+    let monitor = Actor::Monitor(alert.source);
+    incident.record(
+        ctx.now,
+        monitor.clone(),
+        EntryKind::AlertEdited,
+        format!("The alert message was edited: {}", changes.join("; ")),
+    );
+    if let Some(track) = incident.alerts.as_mut()
+        && let Some(p) = alert.priority
+    {
+        track.priority = Some(track.priority.map_or(p, |q| q.min(p)));
+    }
+    let previous = incident.alerts.as_ref().map(|t| t.last_transition);
+    if let Some(TransitionChange { note: Some((kind, text)) }) = apply_transition(&mut incident, alert.transition, ctx)
+    {
+        let from = previous.unwrap_or(before.transition);
+        incident.record(ctx.now, monitor, kind, format!("Alert {from} → {} (edited)", alert.transition));
+        effects.push(Effect::Reply(text));
+    }
+    if alert.transition.is_problem() {
+        reassess_severity(&mut incident, alert, ctx, &mut effects);
+    }
+    resolve_on_recovery(&mut incident, alert, ctx, &mut effects);
     changed(incident, effects)
+}
+
+/// An alert message was deleted in Slack: the incident stays as it is, and the timeline says so.
+fn alert_deleted(current: &Incident, title: &str, ctx: Context<'_>) -> Outcome {
+    let mut incident = current.clone();
+    incident.record(
+        ctx.now,
+        Actor::Bot,
+        EntryKind::AlertDeleted,
+        format!("The alert message “{}” was deleted in Slack; {} stays {}", title.trim(), incident.id, incident.status),
+    );
+    changed(incident, Vec::new())
 }
 
 /// A later alert may call for another severity. Rules-set severities follow upwards on their own;
@@ -620,6 +811,9 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             }
         }
         Action::Resolve { summary } => {
+            if incident.status == Status::Mitigated {
+                catch_up(&mut incident, now, &mut effects);
+            }
             incident.resolve(summary.as_deref(), &Actor::Person(by.clone()), now)?;
             effects.push(Effect::Reply(messages::resolved_message(&incident)));
             effects.push(postmortem_effect(&mut incident));
@@ -729,6 +923,14 @@ fn tick(current: &Incident, ctx: Context<'_>) -> Outcome {
     if incident.deadlines.evidence_refresh_at.is_some_and(|t| t <= now) {
         effects.push(Effect::RequestEvidence(EvidencePurpose::Refresh));
         incident.deadlines.evidence_refresh_at = Some(now + policy.datadog.refresh);
+    }
+    if incident.deadlines.storm_catch_up_at.is_some_and(|t| t <= now) {
+        if ctx.storm {
+            // Still storming in the incident's channel: look again a window later.
+            incident.deadlines.storm_catch_up_at = Some(now + policy.alerts.storm.window);
+        } else {
+            catch_up(&mut incident, now, &mut effects);
+        }
     }
     if effects.is_empty() && incident == *current {
         return Outcome::Ignored { reason: "nothing due".into() };

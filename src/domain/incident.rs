@@ -209,6 +209,12 @@ pub enum EntryKind {
     Resolved,
     Reopened,
     Evidence,
+    /// The alert's own message was edited so that the alert changed (state, priority, title).
+    AlertEdited,
+    /// The alert's own message was deleted in Slack.
+    AlertDeleted,
+    /// What an alert storm held back, told once the storm is over.
+    StormSummary,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,15 +239,42 @@ pub struct Deadlines {
     /// When to refresh the evidence message.
     #[serde(default)]
     pub evidence_refresh_at: Option<DateTime<Utc>>,
+    /// When to check whether the alert storm holding this incident's messages is over.
+    #[serde(default)]
+    pub storm_catch_up_at: Option<DateTime<Utc>>,
 }
 
 impl Deadlines {
     pub fn next(&self) -> Option<DateTime<Utc>> {
-        [self.escalate_at, self.status_reminder_at, self.root_cause_reminder_at, self.evidence_refresh_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.escalate_at,
+            self.status_reminder_at,
+            self.root_cause_reminder_at,
+            self.evidence_refresh_at,
+            self.storm_catch_up_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
+}
+
+/// What an alert storm held back for one incident: its alerts are counted here instead of each
+/// posting a note, and the thread gets one catch-up note when the storm is over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldAlerts {
+    pub since: DateTime<Utc>,
+    /// Alerts folded in while held.
+    pub alerts: u64,
+    /// Alert state changes among them.
+    pub transitions: u64,
+    /// The state the alert was in when holding began.
+    pub first_transition: Transition,
+    /// The flapping note was due during the storm.
+    pub flapping: bool,
+    /// The header was last brought up to date at this time (it is refreshed now and then during
+    /// a storm, not on every alert).
+    pub header_synced_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,6 +314,9 @@ pub struct Incident {
     /// Roles their holder took or confirmed themselves (rotation assignments are tentative).
     #[serde(default)]
     pub confirmed_roles: Vec<Role>,
+    /// Set while an alert storm holds this incident's per-alert messages.
+    #[serde(default)]
+    pub held: Option<HeldAlerts>,
 }
 
 /// Why evidence was asked for.

@@ -309,6 +309,25 @@ pub fn transition_changed_message(from: Transition, to: Transition) -> String {
     }
 }
 
+/// The one note a thread gets after an alert storm held its per-alert messages.
+pub fn storm_catch_up_message(held: &super::incident::HeldAlerts, now: Transition, last_seen: DateTime<Utc>) -> String {
+    let flapping = if held.flapping { ", and it is flapping" } else { "" };
+    let state = if now == held.first_transition {
+        format!("it is *{now}* as before")
+    } else {
+        format!("it is now *{now}* (was {})", held.first_transition)
+    };
+    format!(
+        ":thunder_cloud_and_rain: The alert storm is over. While it held this thread's messages (since {}), {} more alert{} arrived with {} state change{}{flapping}; {state}, last seen {}.",
+        held.since.format("%H:%M:%S UTC"),
+        held.alerts,
+        if held.alerts == 1 { "" } else { "s" },
+        held.transitions,
+        if held.transitions == 1 { "" } else { "s" },
+        last_seen.format("%H:%M:%S UTC"),
+    )
+}
+
 pub fn flapping_message(count: u32, window: TimeDelta) -> String {
     format!(
         ":repeat: This alert is flapping: {count} state changes within {}. Further changes update the header without messages.",

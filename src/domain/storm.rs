@@ -21,6 +21,8 @@ pub struct Storm {
     pub total: u64,
     /// Per monitor (alert title): alerts counted and the incident they belong to.
     pub monitors: BTreeMap<String, MonitorCount>,
+    /// When the summary was last posted or edited.
+    pub summary_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,20 +36,25 @@ pub struct MonitorCount {
 pub enum Weather {
     /// Normal traffic: messages as usual.
     Calm,
-    /// This alert started a storm.
+    /// This alert started a storm: post its summary.
     Started(Storm),
-    /// A storm is on; the summary needs an edit.
-    Raging(Storm),
+    /// A storm is on; `summary_due` when the summary should be edited now (at most every
+    /// [`SUMMARY_EVERY`], so a storm of any size edits it a bounded number of times).
+    Raging { storm: Storm, summary_due: bool },
 }
 
 impl Weather {
     pub fn storm(&self) -> Option<&Storm> {
         match self {
             Weather::Calm => None,
-            Weather::Started(s) | Weather::Raging(s) => Some(s),
+            Weather::Started(s) | Weather::Raging { storm: s, .. } => Some(s),
         }
     }
 }
+
+/// How often, at most, the storm summary is edited while the storm goes on; it gets a last edit
+/// when the storm is over.
+pub const SUMMARY_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
 
 #[derive(Debug, Default)]
 struct ChannelWeather {
@@ -94,6 +101,7 @@ impl StormWatch {
                 last_at: now,
                 total: 0,
                 monitors: BTreeMap::new(),
+                summary_at: now,
             });
             true
         } else {
@@ -107,22 +115,75 @@ impl StormWatch {
         if entry.incident.is_none() {
             entry.incident = incident;
         }
-        if started { Weather::Started(storm.clone()) } else { Weather::Raging(storm.clone()) }
+        if started {
+            return Weather::Started(storm.clone());
+        }
+        let summary_due = now - storm.summary_at >= SUMMARY_EVERY;
+        if summary_due {
+            storm.summary_at = now;
+        }
+        Weather::Raging { storm: storm.clone(), summary_due }
+    }
+
+    /// The storm on in `channel`, if any.
+    pub fn current(&self, channel: &ChannelId) -> Option<&Storm> {
+        self.channels.get(channel).and_then(|w| w.storm.as_ref())
+    }
+
+    /// Records which incident a monitor's alerts went to, once it is known (an alert is observed
+    /// before its incident is opened).
+    pub fn note_incident(&mut self, channel: &ChannelId, monitor: &str, incident: IncidentId) {
+        if let Some(count) =
+            self.channels.get_mut(channel).and_then(|w| w.storm.as_mut()).and_then(|s| s.monitors.get_mut(monitor))
+        {
+            count.incident.get_or_insert(incident);
+        }
+    }
+
+    /// Whether a storm is on in `channel`: alerts came within the last window.
+    pub fn raging(&self, channel: &ChannelId, now: DateTime<Utc>, rate: Rate) -> bool {
+        self.channels.get(channel).and_then(|w| w.storm.as_ref()).is_some_and(|storm| now - storm.last_at < rate.window)
+    }
+
+    /// Ends the storms that a whole window has passed without alerts, and returns them (for
+    /// their summaries' last edit).
+    pub fn end_calm(&mut self, now: DateTime<Utc>, rate: Rate) -> Vec<Storm> {
+        let mut over = Vec::new();
+        for w in self.channels.values_mut() {
+            if w.storm.as_ref().is_some_and(|storm| now - storm.last_at >= rate.window) {
+                over.extend(w.storm.take());
+            }
+            w.arrivals.retain(|t| *t > now - rate.window);
+        }
+        self.channels.retain(|_, w| w.storm.is_some() || !w.arrivals.is_empty());
+        over
     }
 }
 
 /// Most monitors listed in the summary; the rest are summed up in one line.
 pub const SUMMARY_MONITORS: usize = 20;
 
-/// The storm summary message, edited in place as the storm goes on.
-pub fn storm_summary_message(storm: &Storm) -> String {
-    let mut lines = vec![format!(
-        ":thunder_cloud_and_rain: *Alert storm* since {}: {} alerts from {} monitors (last at {}). Repeats are counted here instead of posted one by one.",
-        storm.started_at.format("%H:%M:%S UTC"),
-        storm.total,
-        storm.monitors.len(),
-        storm.last_at.format("%H:%M:%S UTC"),
-    )];
+/// The storm summary message, edited in place as the storm goes on, and a last time when it is
+/// `over`.
+pub fn storm_summary_message(storm: &Storm, over: bool) -> String {
+    let first = if over {
+        format!(
+            ":white_sun_small_cloud: *Alert storm over* ({} to {}): {} alerts from {} monitors. Each incident's thread has a catch-up note.",
+            storm.started_at.format("%H:%M:%S UTC"),
+            storm.last_at.format("%H:%M:%S UTC"),
+            storm.total,
+            storm.monitors.len(),
+        )
+    } else {
+        format!(
+            ":thunder_cloud_and_rain: *Alert storm* since {}: {} alerts from {} monitors (last at {}). Repeats are counted here instead of posted one by one.",
+            storm.started_at.format("%H:%M:%S UTC"),
+            storm.total,
+            storm.monitors.len(),
+            storm.last_at.format("%H:%M:%S UTC"),
+        )
+    };
+    let mut lines = vec![first];
     let mut monitors: Vec<(&String, &MonitorCount)> = storm.monitors.iter().collect();
     monitors.sort_by(|a, b| b.1.alerts.cmp(&a.1.alerts).then(a.0.cmp(b.0)));
     for (name, count) in monitors.iter().take(SUMMARY_MONITORS) {
@@ -161,8 +222,9 @@ mod tests {
         let started = watch.observe(&ch, "disk", Some(IncidentId::FIRST), t(3), rate);
         assert!(matches!(started, Weather::Started(_)));
         for i in 4..10 {
-            assert!(matches!(watch.observe(&ch, "cpu", None, t(i), rate), Weather::Raging(_)));
+            assert!(matches!(watch.observe(&ch, "cpu", None, t(i), rate), Weather::Raging { .. }));
         }
+        assert!(watch.raging(&ch, t(10), rate));
         let storm = watch.observe(&ch, "cpu", None, t(10), rate).storm().cloned().unwrap();
         assert_eq!(storm.total, 8);
         assert_eq!(storm.monitors["cpu"].alerts, 7);
@@ -171,9 +233,33 @@ mod tests {
         let other = ChannelId::parse("C0OTHER01").unwrap();
         assert_eq!(watch.observe(&other, "cpu", None, t(10), rate), Weather::Calm);
         // A quiet window ends the storm.
+        assert!(!watch.raging(&ch, t(200), rate));
         assert_eq!(watch.observe(&ch, "cpu", None, t(200), rate), Weather::Calm);
-        let summary = storm_summary_message(&storm);
+        let summary = storm_summary_message(&storm, false);
         assert!(summary.contains("8 alerts from 2 monitors"), "{summary}");
         assert!(summary.contains("• cpu — 7 alerts"), "{summary}");
+        assert!(storm_summary_message(&storm, true).contains("*Alert storm over*"));
+    }
+
+    #[test]
+    fn the_summary_is_edited_at_most_every_ten_seconds_and_storms_end_on_a_timer() {
+        let mut watch = StormWatch::default();
+        let ch = ChannelId::parse("C0ALERTS1").unwrap();
+        let rate = Rate { count: 2, window: TimeDelta::seconds(60) };
+        let mut edits = 0;
+        for i in 0..300 {
+            // Ten alerts a second for 30 s.
+            let at = Utc.timestamp_millis_opt(1_800_000_000_000 + i * 100).unwrap();
+            if let Weather::Raging { summary_due: true, .. } = watch.observe(&ch, "cpu", None, at, rate) {
+                edits += 1;
+            }
+        }
+        assert_eq!(edits, 2, "one edit per ten seconds after the start, not one per alert");
+        let last = Utc.timestamp_millis_opt(1_800_000_000_000 + 299 * 100).unwrap();
+        assert!(watch.end_calm(last + TimeDelta::seconds(30), rate).is_empty(), "not a whole window yet");
+        let over = watch.end_calm(last + TimeDelta::seconds(60), rate);
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].total, 298);
+        assert!(!watch.raging(&ch, last + TimeDelta::seconds(60), rate));
     }
 }

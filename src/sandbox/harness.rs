@@ -286,11 +286,20 @@ impl Harness {
         (self.data_dir, self._temp)
     }
 
-    /// Waits until the bot has handled everything and delivered every call.
+    /// Waits until the bot has handled everything and delivered every call, and the sandbox has
+    /// delivered every event those calls caused (the bot's own messages coming back, thread
+    /// updates, unfurls), until nothing more happens.
     pub async fn idle(&mut self) {
-        tokio::time::timeout(Duration::from_secs(30), self.app.wait_idle())
-            .await
-            .expect("the bot went idle within 30 s");
+        let settle = async {
+            loop {
+                self.sandbox.settle().await;
+                self.app.wait_idle().await;
+                if self.sandbox.pending_events() == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), settle).await.expect("the bot went idle within 30 s");
     }
 
     fn expect_acked(result: DeliveryResult, what: &str) {
@@ -404,6 +413,7 @@ impl Harness {
         let now = clock.advance(by);
         self.sandbox.set_epoch(now.timestamp());
         tokio::time::timeout(Duration::from_secs(30), self.app.run_timers()).await.expect("timers ran within 30 s");
+        self.idle().await;
     }
 
     /// Submits the root-cause modal the bot opened most recently.

@@ -4,4 +4,5 @@
 
 pub mod datadog;
 pub mod harness;
+pub mod secondary;
 pub mod slack;

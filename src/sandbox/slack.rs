@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::secondary::{self, SecondaryEvents};
+
 /// Ids of the sandbox workspace and its bot.
 pub const TEAM_ID: &str = "T0SANDBOX";
 pub const APP_ID: &str = "A0INCIDENT";
@@ -191,9 +193,79 @@ struct World {
     epoch: i64,
     /// The form fields of the last slash command, for redeliveries.
     last_slash: Option<Vec<(&'static str, String)>>,
+    /// Which secondary events are sent (see [`super::secondary`]).
+    secondary: SecondaryEvents,
+    /// Secondary events waiting for the delivery task, in order.
+    queue: Option<mpsc::UnboundedSender<Value>>,
+    /// Secondary events queued and not yet delivered.
+    queued: usize,
 }
 
 impl World {
+    /// Queues a secondary event for delivery after whatever caused it. Dropped while the bot is
+    /// not connected.
+    fn enqueue(&mut self, event: Value) {
+        if matches!(self.delivery, Delivery::None) {
+            return;
+        }
+        if let Some(queue) = &self.queue
+            && queue.send(event).is_ok()
+        {
+            self.queued += 1;
+        }
+    }
+
+    /// A reply `reply_ts` by `user` landed in the thread of `parent_ts`: the parent's thread
+    /// bookkeeping changes, and Slack tells the app so.
+    fn after_reply(&mut self, channel: &str, parent_ts: &str, user: &str, reply_ts: &str) {
+        let Some(parent) = self.message_mut(channel, parent_ts) else { return };
+        let before = parent.raw.clone();
+        let now = secondary::with_reply(&before, user, reply_ts);
+        parent.raw = now.clone();
+        let replies: Vec<(String, String)> = self
+            .messages
+            .iter()
+            .filter(|m| m.channel == channel && m.thread_ts.as_deref() == Some(parent_ts) && m.ts != parent_ts)
+            .map(|m| (m.user.clone().or_else(|| m.bot_id.clone()).unwrap_or_default(), m.ts.clone()))
+            .collect();
+        if self.secondary.thread_parent_changed {
+            let ts = self.ts();
+            self.enqueue(secondary::message_changed(channel, &ts, &now, &before));
+        }
+        if self.secondary.message_replied {
+            let ts = self.ts();
+            self.enqueue(secondary::message_replied(channel, &ts, &now, &replies));
+        }
+    }
+
+    /// Slack unfurls the links in a new message's text: the previews are added to the message
+    /// and the app is told with a `message_changed`.
+    fn unfurl_links(&mut self, channel: &str, ts: &str) {
+        if !self.secondary.unfurls {
+            return;
+        }
+        let Some(text) = self.message_mut(channel, ts).map(|m| m.text.clone()) else { return };
+        let links = secondary::links_in(&text);
+        if links.is_empty() {
+            return;
+        }
+        let ids: Vec<u64> = links.iter().map(|_| self.next_id()).collect();
+        let Some(message) = self.message_mut(channel, ts) else { return };
+        let before = message.raw.clone();
+        let mut attachments = message.raw["attachments"].as_array().cloned().unwrap_or_default();
+        attachments.extend(links.iter().zip(ids).map(|(url, id)| secondary::unfurl(url, id)));
+        message.raw["attachments"] = Value::Array(attachments);
+        message.attachments = message.raw["attachments"].clone();
+        let now = message.raw.clone();
+        let event_ts = self.ts();
+        self.enqueue(secondary::message_changed(channel, &event_ts, &now, &before));
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
     fn ts(&mut self) -> String {
         self.next_ts += 1;
         format!("{}.{:06}", self.epoch + (self.next_ts / 1000) as i64, self.next_ts % 1000 * 100)
@@ -236,6 +308,8 @@ pub struct SlackSandbox {
     /// Notified whenever a Socket Mode connection opens.
     connected: Arc<Notify>,
     http: reqwest::Client,
+    /// Notified whenever a secondary event has been delivered.
+    settled: Arc<Notify>,
 }
 
 struct AppState {
@@ -277,6 +351,9 @@ impl SlackSandbox {
             views: Vec::new(),
             epoch: 1_700_000_000,
             last_slash: None,
+            secondary: SecondaryEvents::default(),
+            queue: None,
+            queued: 0,
         }));
         let connected = Arc::new(Notify::new());
         let state = Arc::new(AppState { world: world.clone(), connected: connected.clone(), addr });
@@ -289,7 +366,45 @@ impl SlackSandbox {
             let _ = axum::serve(listener, router).await;
         });
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client builds");
-        Ok(SlackSandbox { addr, world, connected, http })
+        let sandbox = SlackSandbox { addr, world, connected, http, settled: Arc::new(Notify::new()) };
+        // Secondary events go out one at a time, in the order they happened, after whatever
+        // caused them.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+        sandbox.world().queue = Some(tx);
+        let driver = sandbox.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let result = driver.deliver_event(event).await;
+                if !result.is_acked() {
+                    tracing::debug!(?result, "a secondary event was not accepted");
+                }
+                driver.world().queued -= 1;
+                driver.settled.notify_waiters();
+            }
+        });
+        Ok(sandbox)
+    }
+
+    /// Chooses which secondary events (unfurls, thread-parent updates, the app's own messages)
+    /// the sandbox sends; all are on by default.
+    pub fn set_secondary(&self, secondary: SecondaryEvents) {
+        self.world().secondary = secondary;
+    }
+
+    /// Secondary events queued and not delivered yet.
+    pub fn pending_events(&self) -> usize {
+        self.world().queued
+    }
+
+    /// Waits until every queued secondary event has been delivered.
+    pub async fn settle(&self) {
+        loop {
+            let settled = self.settled.notified();
+            if self.pending_events() == 0 {
+                return;
+            }
+            settled.await;
+        }
     }
 
     /// The base URL the bot uses as `SLACK_API_URL`.
@@ -509,10 +624,20 @@ impl SlackSandbox {
         });
         if let Some(t) = thread_ts {
             event["thread_ts"] = json!(t);
-            event["parent_user_id"] = json!(self.message(channel, t).and_then(|m| m.user).unwrap_or_default());
+            let parent = self.message(channel, t);
+            event["parent_user_id"] = json!(parent.and_then(|m| m.user.or(m.bot_id)).unwrap_or_default());
         }
         self.store_message(StoredMessage::from_raw(channel, event.clone()));
         let mut results = vec![self.deliver_event(event).await];
+        {
+            // What Slack sends next: the parent's thread update, and previews of the links (a
+            // person's links always unfurl).
+            let mut w = self.world();
+            if let Some(parent) = thread_ts {
+                w.after_reply(channel, parent, user, &ts);
+            }
+            w.unfurl_links(channel, &ts);
+        }
         if text.contains(&format!("<@{BOT_USER_ID}>")) {
             let mut mention = json!({
                 "type": "app_mention", "user": user, "text": text, "ts": ts, "channel": channel,
@@ -527,7 +652,9 @@ impl SlackSandbox {
     }
 
     /// An integration (e.g. Datadog's app) posts a bot message with this content
-    /// (`text`, `attachments`, `blocks`, `username`, `bot_profile` ...). Returns its ts.
+    /// (`text`, `attachments`, `blocks`, `username`, `bot_profile` ...). Returns its ts. As on
+    /// Slack, links in an app's text unfurl only when the content says `"unfurl_links": true`
+    /// (a request flag, not part of the message).
     pub async fn post_as_bot(
         &self,
         bot_id: &str,
@@ -540,14 +667,48 @@ impl SlackSandbox {
             "type": "message", "subtype": "bot_message", "bot_id": bot_id, "app_id": app_id,
             "ts": ts, "channel": channel, "event_ts": ts, "channel_type": "channel", "team": TEAM_ID,
         });
+        let mut unfurl = false;
         if let (Value::Object(target), Value::Object(extra)) = (&mut event, content) {
             for (k, v) in extra {
+                if k == "unfurl_links" {
+                    unfurl = v.as_bool() == Some(true);
+                    continue;
+                }
                 target.insert(k, v);
             }
         }
         self.store_message(StoredMessage::from_raw(channel, event.clone()));
         let result = self.deliver_event(event).await;
+        if unfurl {
+            self.world().unfurl_links(channel, &ts);
+        }
         (ts, result)
+    }
+
+    /// Someone deletes a message (`message_deleted`, as in `real-captures/message_deleted.json`).
+    /// A parent with replies stays as a tombstone, as Slack shows it; any other message goes.
+    pub async fn delete_message(&self, channel: &str, ts: &str) -> DeliveryResult {
+        let (previous, event_ts) = {
+            let mut w = self.world();
+            let has_replies =
+                w.messages.iter().any(|m| m.channel == channel && m.thread_ts.as_deref() == Some(ts) && m.ts != ts);
+            let Some(at) = w.messages.iter().position(|m| m.channel == channel && m.ts == ts) else {
+                return DeliveryResult::Refused(404, "no such message".into());
+            };
+            let previous = w.messages[at].raw.clone();
+            if has_replies {
+                let m = &mut w.messages[at];
+                m.text = "This message was deleted.".into();
+                m.attachments = Value::Null;
+                m.blocks = Value::Null;
+                m.raw = json!({"type": "message", "subtype": "tombstone", "hidden": true, "text": m.text,
+                               "ts": ts, "thread_ts": ts, "reply_count": previous["reply_count"]});
+            } else {
+                w.messages.remove(at);
+            }
+            (previous, w.ts())
+        };
+        self.deliver_event(secondary::message_deleted(channel, &event_ts, &previous)).await
     }
 
     /// An integration edits its message (`message_changed`), e.g. Datadog updating an alert.
@@ -885,6 +1046,18 @@ fn params(query: &HashMap<String, String>, headers: &HeaderMap, body: &[u8]) -> 
     Value::Object(out)
 }
 
+/// A boolean Web API argument, sent as JSON `true` or as the form value `true` / `1`.
+fn flag(v: &Value) -> bool {
+    v.as_bool().unwrap_or(false) || matches!(v.as_str(), Some("true" | "1"))
+}
+
+/// The bot's profile as Slack attaches it to the app's messages (`real-captures/message_bot_in_thread.json`).
+fn bot_profile() -> Value {
+    json!({"id": BOT_ID, "deleted": false, "name": "incident-commander", "updated": 1_700_000_000,
+           "app_id": APP_ID, "team_id": TEAM_ID,
+           "icons": {"image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png"}})
+}
+
 fn api_error(error: &str) -> (StatusCode, Value) {
     (StatusCode::OK, json!({"ok": false, "error": error}))
 }
@@ -1023,6 +1196,22 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
                 message["thread_ts"] = json!(t);
             }
             w.messages.push(StoredMessage::from_raw(&channel, message.clone()));
+            // What Slack sends the app next: its own message as an event, the thread parent's
+            // update, and (only when asked with unfurl_links) the previews of its text links.
+            if w.secondary.own_messages {
+                let parent_user = thread_ts
+                    .as_deref()
+                    .and_then(|t| w.messages.iter().find(|m| m.channel == channel && m.ts == t))
+                    .and_then(|m| m.user.clone().or_else(|| m.bot_id.clone()));
+                let event = secondary::own_message(&message, &channel, bot_profile(), parent_user.as_deref());
+                w.enqueue(event);
+            }
+            if let Some(t) = &thread_ts {
+                w.after_reply(&channel, t, BOT_USER_ID, &ts);
+            }
+            if flag(&p["unfurl_links"]) {
+                w.unfurl_links(&channel, &ts);
+            }
             (StatusCode::OK, json!({"ok": true, "channel": channel, "ts": ts, "message": message}))
         }
         "chat.update" => {
@@ -1033,6 +1222,7 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
             if m.bot_id.as_deref() != Some(BOT_ID) {
                 return api_error("cant_update_message");
             }
+            let before = m.raw.clone();
             m.text = text.clone();
             if !blocks.is_null() {
                 m.blocks = blocks.clone();
@@ -1040,6 +1230,12 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
             }
             m.raw["text"] = json!(text);
             m.edits += 1;
+            if w.secondary.own_messages {
+                let mut now = w.message_mut(&channel, &ts).map(|m| m.raw.clone()).unwrap_or_default();
+                let event_ts = w.ts();
+                now["edited"] = json!({"user": BOT_USER_ID, "ts": event_ts});
+                w.enqueue(secondary::message_changed(&channel, &event_ts, &now, &before));
+            }
             (
                 StatusCode::OK,
                 json!({"ok": true, "channel": channel, "ts": ts, "text": text, "message": {"text": text, "user": BOT_USER_ID}}),

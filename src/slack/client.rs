@@ -148,7 +148,12 @@ impl SlackApi {
         incident: Option<&str>,
     ) -> Result<(ChannelId, String), CallError> {
         let session = self.client.open_session(&self.token);
-        let mut req = SlackApiChatPostMessageRequest::new(channel.as_str().into(), Self::content(message, incident)?);
+        // No link previews: the bot's links (monitors, traces, threads) would each grow a preview
+        // card in the incident thread. Slack unfurls an app's text links only when asked anyway;
+        // saying so keeps it that way.
+        let mut req = SlackApiChatPostMessageRequest::new(channel.as_str().into(), Self::content(message, incident)?)
+            .with_unfurl_links(false)
+            .with_unfurl_media(false);
         if let Some(ts) = thread_ts {
             req = req.with_thread_ts(ts.into());
         }

@@ -11,13 +11,14 @@ use super::blocks::{ROOT_CAUSE_INPUT, ROOT_CAUSE_VIEW, SEVERITY_SELECT};
 use super::client::BotIdentity;
 use crate::app::processor::{Derived, Interpretation, Interpreter};
 use crate::app::render;
+use crate::domain::alert::SlackMessageRef;
 use crate::domain::command::{self, Command, CommandError, ListScope, Target};
 use crate::domain::decide::{Action, Event};
 use crate::domain::ids::{ChannelId, IncidentId, Severity, UserId};
 use crate::domain::incident::{Incident, Role};
 use crate::domain::messages::{self, ButtonAction, Message};
 use crate::policy::Policy;
-use crate::sources::slack_message::{is_datadog_app, parse_event};
+use crate::sources::slack_message::{MessageEvent, classify, is_datadog_app, parse_event, parse_message};
 use crate::store::records::SlashCommand;
 use crate::store::{ChannelRef, InboxEvent, Origin, OutboxEntry, SlackOp, Store, ThreadMessage, ThreadRef};
 
@@ -79,8 +80,20 @@ impl SlackInterpreter {
     fn slack_event(&self, event: &Value, store: &dyn Store, now: DateTime<Utc>) -> Interpretation {
         match str_of(event, "type") {
             Some("app_mention") => self.mention(event, store, now),
-            Some("message") => {
-                let own = self.is_own(event) || event.get("message").is_some_and(|m| self.is_own(m));
+            Some("message") => self.message(event, store, now),
+            Some("reaction_added") => self.reaction(event, store),
+            Some(other) => Interpretation::Ignore(format!("{other} events are not used")),
+            None => Interpretation::Ignore("event without a type".into()),
+        }
+    }
+
+    /// Every kind of `message` event, each on purpose: new messages may be alerts or thread
+    /// messages to remember; edits and deletions of alert messages concern their incident;
+    /// thread bookkeeping, joins and the like are not alerts.
+    fn message(&self, event: &Value, store: &dyn Store, now: DateTime<Utc>) -> Interpretation {
+        match classify(event) {
+            MessageEvent::Posted(message) => {
+                let own = self.is_own(message);
                 if !own && let Some(alert) = self.alert_message(event, now) {
                     return alert;
                 }
@@ -93,23 +106,107 @@ impl SlackInterpreter {
                     "not an alert and not in an incident thread".into()
                 })
             }
-            Some("reaction_added") => self.reaction(event, store),
-            Some(other) => Interpretation::Ignore(format!("{other} events are not used")),
-            None => Interpretation::Ignore("event without a type".into()),
+            MessageEvent::Edited { message, previous } => self.edited(event, message, previous, store, now),
+            MessageEvent::Deleted { ts, previous } => self.deleted(event, ts, previous, store, now),
+            MessageEvent::ThreadReplied => {
+                Interpretation::Ignore("a thread parent's reply count changed (message_replied): not an alert".into())
+            }
+            MessageEvent::Other(subtype) => Interpretation::Ignore(format!("{subtype} messages are not alerts")),
         }
     }
 
-    /// A message in an alert channel from Datadog's app or a configured alert bot is an alert
-    /// (edits too: they update the alert they change).
-    fn alert_message(&self, event: &Value, now: DateTime<Utc>) -> Option<Interpretation> {
+    fn is_alert_bot(&self, message: &Value) -> bool {
+        is_datadog_app(message)
+            || str_of(message, "bot_id").is_some_and(|b| self.policy.slack.alert_bots.iter().any(|a| a.as_str() == b))
+    }
+
+    /// The alert channel a message event is in, if it is in one.
+    fn alert_channel(&self, event: &Value) -> Option<ChannelId> {
         let channel = str_of(event, "channel").and_then(|c| ChannelId::parse(c).ok())?;
-        if !self.policy.slack.alert_channels.contains(&channel) {
-            return None;
+        self.policy.slack.alert_channels.contains(&channel).then_some(channel)
+    }
+
+    /// An edited message: an alert edit when it was (and is) an alert message, compared with the
+    /// message as it was before the edit (`previous_message`, or the alert log's copy when Slack
+    /// left it out). Unfurls and thread replies edit the message without changing the alert; the
+    /// domain sees both sides and decides.
+    fn edited(
+        &self,
+        event: &Value,
+        message: &Value,
+        previous: Option<&Value>,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Interpretation {
+        if self.is_own(message) || previous.is_some_and(|p| self.is_own(p)) {
+            return Interpretation::Ignore("an edit of the bot's own message".into());
         }
-        let alert_bots = &self.policy.slack.alert_bots;
-        let is_alert_bot = |m: &Value| {
-            is_datadog_app(m) || str_of(m, "bot_id").is_some_and(|b| alert_bots.iter().any(|a| a.as_str() == b))
+        let Some(channel) = self.alert_channel(event) else {
+            return Interpretation::Ignore("an edit outside the alert channels".into());
         };
+        let Some(ts) = str_of(message, "ts").or_else(|| previous.and_then(|p| str_of(p, "ts"))) else {
+            return Interpretation::Ignore("an edit without the message's ts".into());
+        };
+        let is_alert_bot = |m: &Value| self.is_alert_bot(m);
+        let read = |m: &Value| parse_message(m, Some(channel.as_str()), Some(ts), now, &is_alert_bot);
+        let alert = match read(message) {
+            Ok(Some(alert)) => alert,
+            Ok(None) => return Interpretation::Ignore("an edit of a message that is not an alert".into()),
+            Err(e) => return Interpretation::Ignore(format!("an edit that cannot be read as an alert: {e}")),
+        };
+        let logged = store.find_alert_by_message(&channel, ts).ok().flatten();
+        let before = previous.and_then(|p| read(p).ok().flatten()).or_else(|| logged.as_ref().map(|l| l.alert.clone()));
+        let Some(before) = before else {
+            return Interpretation::Ignore(
+                "an edit of a message that was never an alert here: edits never open incidents".into(),
+            );
+        };
+        let incident = logged
+            .and_then(|l| l.incident)
+            .or_else(|| store.find_incident_by_message(&channel, ts).ok().flatten().map(|i| i.id));
+        let origin = Origin { channel: Some(channel), ..Origin::default() };
+        let event = Event::AlertEdited { alert: Box::new(alert), before: Box::new(before) };
+        Interpretation::Event(Box::new(Derived { event, incident, origin }))
+    }
+
+    /// A deleted message: when it was an alert message with an incident, the incident notes it.
+    fn deleted(
+        &self,
+        event: &Value,
+        ts: &str,
+        previous: Option<&Value>,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Interpretation {
+        if previous.is_some_and(|p| self.is_own(p)) {
+            return Interpretation::Ignore("one of the bot's own messages was deleted".into());
+        }
+        let Some(channel) = self.alert_channel(event) else {
+            return Interpretation::Ignore("a deletion outside the alert channels".into());
+        };
+        let logged = store.find_alert_by_message(&channel, ts).ok().flatten();
+        let incident = logged
+            .as_ref()
+            .and_then(|l| l.incident)
+            .or_else(|| store.find_incident_by_message(&channel, ts).ok().flatten().map(|i| i.id));
+        let Some(incident) = incident else {
+            return Interpretation::Ignore("a deleted message that was not an incident's alert".into());
+        };
+        let is_alert_bot = |m: &Value| self.is_alert_bot(m);
+        let title = logged.map(|l| l.alert.title).or_else(|| {
+            let alert = parse_message(previous?, Some(channel.as_str()), Some(ts), now, &is_alert_bot).ok()??;
+            Some(alert.title)
+        });
+        let message = SlackMessageRef { channel: channel.clone(), ts: ts.to_string() };
+        let event = Event::AlertDeleted { message, title: title.unwrap_or_else(|| "the alert".into()) };
+        let origin = Origin { channel: Some(channel), ..Origin::default() };
+        Interpretation::Event(Box::new(Derived { event, incident: Some(incident), origin }))
+    }
+
+    /// A new message in an alert channel from Datadog's app or a configured alert bot is an alert.
+    fn alert_message(&self, event: &Value, now: DateTime<Utc>) -> Option<Interpretation> {
+        let channel = self.alert_channel(event)?;
+        let is_alert_bot = |m: &Value| self.is_alert_bot(m);
         match parse_event(event, now, &is_alert_bot) {
             Ok(Some(alert)) => {
                 let origin = Origin { channel: Some(channel), ..Origin::default() };

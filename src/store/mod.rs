@@ -55,6 +55,10 @@ pub struct Commit {
     pub dead_letter: Option<String>,
     /// An alert received in this step, for the alert log (every alert is kept and counted).
     pub alert: Option<LoggedAlert>,
+    /// The new content of an alert already in the log, whose Slack message was edited: it
+    /// replaces the logged record of that message (an edit is not a new alert). Ignored when the
+    /// message has no record.
+    pub alert_update: Option<LoggedAlert>,
     /// A message seen in an incident thread, remembered so a pin reaction can quote it.
     pub thread_message: Option<ThreadMessage>,
 }

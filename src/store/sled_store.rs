@@ -317,6 +317,10 @@ impl Store for SledStore {
         let thread_record = commit.thread_message.as_ref().map(|m| (message_index_key(&m.channel, &m.ts), encode(m)));
         let alert_message =
             commit.alert.as_ref().and_then(|a| a.alert.slack.as_ref()).map(|m| message_index_key(&m.channel, &m.ts));
+        let alert_update = commit.alert_update.as_ref().and_then(|a| {
+            let m = a.alert.slack.as_ref()?;
+            Some((message_index_key(&m.channel, &m.ts), encode(a)))
+        });
         let trees = [
             &self.meta,
             &self.incidents,
@@ -342,6 +346,11 @@ impl Store for SledStore {
                 if let Some(key) = &alert_message {
                     alerts_by_message.insert(key.as_slice(), &be(id))?;
                 }
+            }
+            if let Some((key, record)) = &alert_update
+                && let Some(id) = alerts_by_message.get(key.as_slice())?
+            {
+                alerts.insert(id, record.as_slice())?;
             }
             if let Some(seq) = commit.consumed {
                 let removed = inbox.remove(&be(seq))?;
