@@ -4,8 +4,12 @@
 //!
 //! `cargo bench --bench webhooks` (optionally `-- <alerts> <monitors> <concurrency>`).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{datadog_webhook, peak_rss_mib, send_all};
 
 use incident_commander::app::clock::SystemClock;
 use incident_commander::app::{RunningApp, Settings};
@@ -13,7 +17,6 @@ use incident_commander::policy::Policy;
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox};
 use incident_commander::slack::egress::EgressLimits;
 use incident_commander::store::Store;
-use serde_json::json;
 
 const POLICY: &str = r#"
 [slack]
@@ -26,17 +29,6 @@ channel = "C0ALERTS1"
 count = 20
 window = "1m"
 "#;
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
@@ -64,43 +56,12 @@ fn main() {
         let url = format!("http://{}/webhooks/datadog", app.addr);
         let bodies: Vec<String> = (0..alerts)
             .map(|i| {
-                let monitor = 1000 + i % monitors;
                 let transition = if (i / monitors) % 3 == 2 { "Recovered" } else { "Triggered" };
-                json!({
-                    "id": format!("{}", 9_000_000 + i), "event_type": "query_alert_monitor",
-                    "title": format!("[P2] [{transition} on {{service:api-{},env:prod}}] Monitor {monitor} breached", i % monitors),
-                    "date": format!("{}", 1_800_000_000_000u64 + i as u64 * 10),
-                    "body": format!("%%%\nvalue {i}\n\n[[Monitor Status](https://app.datadoghq.com/monitors/{monitor})]\n%%%"),
-                    "org": {"id": "1", "name": "bench"},
-                })
-                .to_string()
+                datadog_webhook(i, 1000 + i % monitors, transition, &format!("api-{}", i % monitors))
             })
             .collect();
-        let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
-        let queue = Arc::new(tokio::sync::Mutex::new(bodies.into_iter()));
         let started = Instant::now();
-        let mut workers = Vec::new();
-        for _ in 0..concurrency {
-            let (client, queue, url) = (client.clone(), queue.clone(), url.clone());
-            workers.push(tokio::spawn(async move {
-                let (mut ok, mut failed) = (0usize, 0usize);
-                loop {
-                    let Some(body) = queue.lock().await.next() else { break };
-                    let r = client.post(&url).bearer_auth(token).header("content-type", "application/json").body(body).send().await;
-                    match r {
-                        Ok(r) if r.status().is_success() => ok += 1,
-                        _ => failed += 1,
-                    }
-                }
-                (ok, failed)
-            }));
-        }
-        let (mut accepted, mut failed) = (0, 0);
-        for w in workers {
-            let (o, f) = w.await.unwrap();
-            accepted += o;
-            failed += f;
-        }
+        let (accepted, failed) = send_all(&url, token, bodies, concurrency).await;
         let ingest = started.elapsed();
         app.wait_idle().await;
         let total = started.elapsed();
@@ -122,10 +83,21 @@ fn main() {
         println!("| header and summary edits sent (chat.update, after coalescing) | {updates} |");
         let mut kinds: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
         for m in sandbox.messages() {
-            let kind = if m.text.starts_with("INC-") { "incident header" } else if m.text.contains("Severity, roles and updates in the thread") { "incident root message" } else if m.text.contains("Alert storm") { "storm summary" } else { "thread note" };
+            let kind = if m.text.starts_with("INC-") {
+                "incident header"
+            } else if m.text.contains("Severity, roles and updates in the thread") {
+                "incident root message"
+            } else if m.text.contains("Alert storm") {
+                "storm summary"
+            } else {
+                "thread note"
+            };
             *kinds.entry(kind.to_string()).or_default() += 1;
         }
-        println!("| messages by kind | {} |", kinds.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));
+        println!(
+            "| messages by kind | {} |",
+            kinds.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+        );
         println!("| peak RSS, bot and sandbox in one process | {:.1} MiB |", peak_rss_mib());
         app.shutdown().await.unwrap();
     });

@@ -1,8 +1,9 @@
 //! Durable, rate-limited delivery of the outbox to Slack.
 //!
-//! Calls are grouped in lanes (one per channel, one per response URL): a lane delivers its calls
-//! strictly in order, and lanes run independently, so one channel's backlog or 429 never delays
-//! another channel. Pacing follows Slack's real limits: chat.postMessage about one per second per
+//! Calls are grouped in lanes (one per channel, one per response URL) and lanes run independently,
+//! so one channel's backlog or 429 never delays another channel. Within a lane, each incident's
+//! calls keep their order (a thread reads as it was written), and a new incident's root and header
+//! go before other incidents' notes (see [`Urgency`]). Pacing follows Slack's real limits: chat.postMessage about one per second per
 //! channel, other methods by their tier. A 429 pauses only that method (and channel) for
 //! `Retry-After`; 5xx and timeouts retry with exponential backoff and jitter. Updates to the same
 //! message coalesce: only the latest pending chat.update of a message is sent.
@@ -45,11 +46,17 @@ pub fn tier_of(method: &str) -> Option<Tier> {
     }
 }
 
+/// Slack's chat.postMessage budget per channel is about one message per second; bursts are
+/// tolerated but not guaranteed. The bot posts one message every 1.05 s in a busy channel, without
+/// bursts: a few milliseconds of network jitter then never look like two messages within a second
+/// to Slack, so a storm of new incidents gets no 429s (and no Retry-After pauses) on its way out.
+pub const POST_INTERVAL: Duration = Duration::from_millis(1050);
+
 /// Pacing and retry settings.
 #[derive(Debug, Clone)]
 pub struct EgressLimits {
-    /// chat.postMessage per channel. Slack allows about one message per second per channel, with
-    /// short bursts.
+    /// chat.postMessage per channel. Slack allows about one message per second per channel ("short
+    /// bursts >1 allowed", with "no guarantee" for them).
     pub post_per_channel: Quota,
     /// Tier 2 methods: about 20 per minute.
     pub tier2: Quota,
@@ -74,8 +81,7 @@ impl EgressLimits {
     /// Slack's published limits.
     pub fn slack() -> EgressLimits {
         EgressLimits {
-            post_per_channel: Quota::per_second(NonZeroU32::new(1).expect("positive"))
-                .allow_burst(NonZeroU32::new(3).expect("positive")),
+            post_per_channel: Quota::with_period(POST_INTERVAL).expect("a positive period"),
             tier2: per_minute(20, 3),
             tier3: per_minute(50, 5),
             tier4: per_minute(100, 10),
@@ -112,8 +118,67 @@ enum Outcome {
 
 #[derive(Default)]
 struct Lanes {
-    queues: HashMap<String, VecDeque<(OutboxSeq, OutboxEntry)>>,
+    queues: HashMap<String, Lane>,
     dispatched: HashSet<OutboxSeq>,
+}
+
+/// How urgent a call is within its lane: a new incident's thread root first, then its header,
+/// then everything else (notes, evidence, summaries, edits) in the order it was queued. In a
+/// storm that opens many incidents in one channel, every thread appears within about a second
+/// each instead of waiting behind the earlier incidents' notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    Root,
+    Header,
+    Rest,
+}
+
+/// The urgency of a call (see [`Urgency`]).
+pub fn urgency_of(op: &SlackOp) -> Urgency {
+    match op {
+        SlackOp::PostMessage { key: Some(key), .. } if key.0.ends_with("/root") => Urgency::Root,
+        SlackOp::PostMessage { key: Some(key), .. } if key.0.ends_with("/header") => Urgency::Header,
+        _ => Urgency::Rest,
+    }
+}
+
+/// One lane's pending calls. Calls of one incident (one thread) keep their order; across
+/// incidents the most urgent head goes first, the oldest among equals.
+#[derive(Default)]
+struct Lane {
+    streams: HashMap<Option<IncidentId>, VecDeque<(OutboxSeq, OutboxEntry)>>,
+}
+
+impl Lane {
+    fn push(&mut self, seq: OutboxSeq, entry: OutboxEntry) {
+        self.streams.entry(entry.incident).or_default().push_back((seq, entry));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// The call to make next.
+    fn next(&self) -> Option<&(OutboxSeq, OutboxEntry)> {
+        self.streams.values().filter_map(VecDeque::front).min_by_key(|(seq, e)| (urgency_of(&e.op), *seq))
+    }
+
+    /// Takes a call out once it is done (it is the head of its stream).
+    fn remove(&mut self, seq: OutboxSeq, incident: Option<IncidentId>) {
+        if let Some(stream) = self.streams.get_mut(&incident) {
+            stream.retain(|(s, _)| *s != seq);
+            if stream.is_empty() {
+                self.streams.remove(&incident);
+            }
+        }
+    }
+
+    fn has_later_update(&self, seq: OutboxSeq, key: &MessageKey) -> bool {
+        self.streams
+            .values()
+            .flatten()
+            .any(|(s, e)| *s > seq && matches!(&e.op, SlackOp::UpdateMessage { key: k, .. } if k == key))
+    }
 }
 
 /// The outbox's consumer.
@@ -202,7 +267,7 @@ impl Egress {
             let lane = lane_of(&entry.op);
             let queue = lanes.queues.entry(lane.clone()).or_default();
             let start_worker = queue.is_empty();
-            queue.push_back((seq, entry));
+            queue.push(seq, entry);
             if start_worker {
                 let me = self.clone();
                 self.workers.spawn(async move { me.work_lane(lane).await });
@@ -216,7 +281,7 @@ impl Egress {
         loop {
             let next = {
                 let lanes = self.lanes.lock().expect("lanes lock");
-                lanes.queues.get(&lane).and_then(|q| q.front().cloned())
+                lanes.queues.get(&lane).and_then(|q| q.next().cloned())
             };
             let Some((seq, entry)) = next else { return };
             let superseded =
@@ -261,7 +326,7 @@ impl Egress {
             let mut lanes = self.lanes.lock().expect("lanes lock");
             lanes.dispatched.remove(&seq);
             let queue = lanes.queues.get_mut(&lane).expect("a working lane has a queue");
-            queue.pop_front();
+            queue.remove(seq, entry.incident);
             if queue.is_empty() {
                 lanes.queues.remove(&lane);
                 drop(lanes);
@@ -275,9 +340,7 @@ impl Egress {
 
     fn has_later_update(&self, lane: &str, seq: OutboxSeq, key: &MessageKey) -> bool {
         let lanes = self.lanes.lock().expect("lanes lock");
-        lanes.queues.get(lane).is_some_and(|q| {
-            q.iter().any(|(s, e)| *s > seq && matches!(&e.op, SlackOp::UpdateMessage { key: k, .. } if k == key))
-        })
+        lanes.queues.get(lane).is_some_and(|q| q.has_later_update(seq, key))
     }
 
     /// Tries a call until it succeeds, is refused for good, or the bot stops.
@@ -526,6 +589,47 @@ mod tests {
             let ceiling = base.saturating_mul(1 << (attempt - 1).min(16)).min(max);
             assert!(d <= ceiling && d >= ceiling / 2, "attempt {attempt}: {d:?} vs {ceiling:?}");
         }
+    }
+
+    fn post(incident: u64, key: Option<&str>) -> OutboxEntry {
+        let id = IncidentId::new(incident).unwrap();
+        OutboxEntry {
+            incident: Some(id),
+            op: SlackOp::PostMessage {
+                channel: ChannelRef::Id(ChannelId::parse("C0ALERTS1").unwrap()),
+                thread: None,
+                message: crate::domain::messages::Message::text("x"),
+                key: key.map(|k| MessageKey::for_incident(id, k)),
+            },
+            created_at: chrono::DateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn roots_then_headers_go_first_and_each_thread_keeps_its_order() {
+        let mut lane = Lane::default();
+        // INC-1 was opened first and has notes queued; INC-2 and INC-3 open behind them.
+        let queued = [
+            (1, post(1, Some("root"))),
+            (2, post(1, Some("header"))),
+            (3, post(1, None)),
+            (4, post(1, Some("evidence"))),
+            (5, post(2, Some("root"))),
+            (6, post(2, Some("header"))),
+            (7, post(2, None)),
+            (8, post(3, Some("root"))),
+            (9, post(3, Some("header"))),
+        ];
+        for (seq, entry) in queued {
+            lane.push(seq, entry);
+        }
+        let mut order = Vec::new();
+        while let Some((seq, entry)) = lane.next().cloned() {
+            order.push(seq);
+            lane.remove(seq, entry.incident);
+        }
+        assert_eq!(order, [1, 5, 8, 2, 6, 9, 3, 4, 7]);
+        assert!(lane.is_empty());
     }
 
     #[test]

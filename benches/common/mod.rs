@@ -1,0 +1,69 @@
+//! What the benchmarks share: sending webhook bodies concurrently, Datadog webhook bodies, and
+//! reading the process's peak memory.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+/// Peak resident set size of this process (`VmHWM`), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// A Datadog webhook body in the default payload's shape (every value a string, the body in
+/// `%%%` fences; see `datadog/webhooks/real-captures/` in the reference folder). `event` is the
+/// delivery's own id, so every body is a separate delivery.
+pub fn datadog_webhook(event: usize, monitor: usize, transition: &str, service: &str) -> String {
+    json!({
+        "id": format!("{}", 9_000_000 + event), "event_type": "query_alert_monitor",
+        "title": format!("[P2] [{transition} on {{service:{service},env:prod}}] Monitor {monitor} breached"),
+        "date": format!("{}", 1_800_000_000_000u64 + event as u64 * 10),
+        "body": format!("%%%\nvalue {event}\n\n[[Monitor Status](https://app.datadoghq.com/monitors/{monitor})]\n%%%"),
+        "org": {"id": "1", "name": "bench"},
+    })
+    .to_string()
+}
+
+/// Posts every body to `url` with `concurrency` clients at once, as fast as they go. Returns how
+/// many were accepted (HTTP 2xx) and how many failed.
+pub async fn send_all(url: &str, token: &str, bodies: Vec<String>, concurrency: usize) -> (usize, usize) {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let queue = Arc::new(tokio::sync::Mutex::new(bodies.into_iter()));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, queue, url, token) = (client.clone(), queue.clone(), url.to_string(), token.to_string());
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0usize, 0usize);
+            loop {
+                let Some(body) = queue.lock().await.next() else { break };
+                let sent = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let (mut accepted, mut failed) = (0, 0);
+    for w in workers {
+        let (o, f) = w.await.unwrap();
+        accepted += o;
+        failed += f;
+    }
+    (accepted, failed)
+}
