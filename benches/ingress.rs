@@ -3,13 +3,14 @@
 //!
 //! `cargo bench --bench ingress` (optionally `-- <events> <concurrency>`).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::start_bot;
+
 use axum::routing::post;
-use incident_commander::app::clock::SystemClock;
-use incident_commander::app::{RunningApp, Settings};
-use incident_commander::policy::Policy;
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox, sign};
 use incident_commander::slack::egress::EgressLimits;
 use serde_json::json;
@@ -104,18 +105,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            policy: Policy::parse(POLICY).unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            clock: Arc::new(SystemClock),
-            tick_every: Duration::from_secs(60),
-            slack: Some(sandbox.bot_settings(EgressLimits::slack())),
-            webhook_token: None,
-            datadog: None,
-        };
-        let mut app = RunningApp::start(settings).await.unwrap();
+        let (mut app, _dir) = start_bot(&sandbox, POLICY, EgressLimits::slack(), None, Duration::from_secs(60)).await;
 
         // The trivial baseline: an axum handler that reads the body and answers 200.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -17,10 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{datadog_webhook, peak_rss_mib, send_all};
-use incident_commander::app::clock::SystemClock;
-use incident_commander::app::{RunningApp, Settings};
-use incident_commander::policy::Policy;
+use common::{datadog_webhook, peak_rss_mib, send_all, start_bot};
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox, StoredMessage};
 use incident_commander::slack::egress::EgressLimits;
 use incident_commander::store::Store;
@@ -40,26 +37,15 @@ const TOKEN: &str = "bench-token";
 
 struct Bot {
     sandbox: SlackSandbox,
-    app: RunningApp,
+    app: incident_commander::app::RunningApp,
     _dir: tempfile::TempDir,
 }
 
 async fn start() -> Bot {
     let sandbox = SlackSandbox::start(SandboxLimits::SLACK).await.unwrap();
     sandbox.add_channel("C0ALERTS1", "alerts-backend", &[slack::BOT_USER_ID]);
-    let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        policy: Policy::parse(POLICY).unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        // Storms, Slack's pacing and the timers that end storms all run on real time here.
-        clock: Arc::new(SystemClock),
-        tick_every: Duration::from_secs(1),
-        slack: Some(sandbox.bot_settings(EgressLimits::slack())),
-        webhook_token: Some(secrecy::SecretString::from(TOKEN)),
-        datadog: None,
-    };
-    let app = RunningApp::start(settings).await.unwrap();
+    // Storms, Slack's pacing and the timers that end storms all run on real time here.
+    let (app, dir) = start_bot(&sandbox, POLICY, EgressLimits::slack(), Some(TOKEN), Duration::from_secs(1)).await;
     Bot { sandbox, app, _dir: dir }
 }
 
@@ -81,7 +67,10 @@ fn post_times(sandbox: &SlackSandbox, t0: chrono::DateTime<Utc>, what: fn(&str) 
 }
 
 /// Samples the outbox depth until `done` is set; returns the largest seen.
-fn watch_outbox(app: &RunningApp, done: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<i64> {
+fn watch_outbox(
+    app: &incident_commander::app::RunningApp,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<i64> {
     let metrics = app.metrics.clone();
     tokio::spawn(async move {
         let mut max = 0;

@@ -6,14 +6,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{datadog_webhook, peak_rss_mib, send_all};
+use common::{datadog_webhook, peak_rss_mib, send_all, start_bot};
 
-use incident_commander::app::clock::SystemClock;
-use incident_commander::app::{RunningApp, Settings};
-use incident_commander::policy::Policy;
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox};
 use incident_commander::slack::egress::EgressLimits;
 use incident_commander::store::Store;
@@ -40,19 +36,9 @@ fn main() {
     rt.block_on(async move {
         let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
         sandbox.add_channel("C0ALERTS1", "alerts-backend", &[slack::BOT_USER_ID]);
-        let dir = tempfile::tempdir().unwrap();
         let token = "bench-token";
-        let settings = Settings {
-            policy: Policy::parse(POLICY).unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            clock: Arc::new(SystemClock),
-            tick_every: Duration::from_secs(60),
-            slack: Some(sandbox.bot_settings(EgressLimits::fast())),
-            webhook_token: Some(secrecy::SecretString::from(token)),
-            datadog: None,
-        };
-        let mut app = RunningApp::start(settings).await.unwrap();
+        let (mut app, _dir) =
+            start_bot(&sandbox, POLICY, EgressLimits::fast(), Some(token), Duration::from_secs(60)).await;
         let url = format!("http://{}/webhooks/datadog", app.addr);
         let bodies: Vec<String> = (0..alerts)
             .map(|i| {

@@ -1,10 +1,39 @@
-//! What the benchmarks share: sending webhook bodies concurrently, Datadog webhook bodies, and
-//! reading the process's peak memory.
+//! What the benchmarks share: the bot against a sandbox, sending webhook bodies concurrently,
+//! Datadog webhook bodies, and reading the process's peak memory.
 #![allow(dead_code)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use incident_commander::app::clock::SystemClock;
+use incident_commander::app::{RunningApp, Settings};
+use incident_commander::policy::Policy;
+use incident_commander::sandbox::slack::SlackSandbox;
+use incident_commander::slack::egress::EgressLimits;
 use serde_json::json;
+
+/// Starts the bot on the machine's clock against `sandbox`, with its data in a temporary
+/// directory (kept alive by the returned guard) and webhooks on with `webhook_token`.
+pub async fn start_bot(
+    sandbox: &SlackSandbox,
+    policy: &str,
+    egress: EgressLimits,
+    webhook_token: Option<&str>,
+    tick_every: Duration,
+) -> (RunningApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        policy: Policy::parse(policy).unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        clock: Arc::new(SystemClock),
+        tick_every,
+        slack: Some(sandbox.bot_settings(egress)),
+        webhook_token: webhook_token.map(secrecy::SecretString::from),
+        datadog: None,
+    };
+    (RunningApp::start(settings).await.unwrap(), dir)
+}
 
 /// Peak resident set size of this process (`VmHWM`), in MiB.
 pub fn peak_rss_mib() -> f64 {
