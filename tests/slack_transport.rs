@@ -346,3 +346,44 @@ async fn a_redelivered_slash_command_acts_once_and_counts_as_a_duplicate() {
         t.finish();
     }
 }
+
+#[tokio::test]
+async fn new_incidents_roots_and_headers_go_before_other_threads_notes() {
+    let mut t = Harness::start(options()).await;
+    // The channel's first post hangs a while, so everything after it queues up behind it.
+    t.sandbox.inject("chat.postMessage", Fault::Delay(Duration::from_millis(800)), 1);
+    let webhook = |monitor: u32, transition: &str| {
+        json!({
+            "id": format!("{monitor}{transition}"), "event_type": "query_alert_monitor",
+            "title": format!("[P3] [{transition} on {{service:api-{monitor},env:prod}}] Queue {monitor} backlog"),
+            "date": "1793786400000",
+            "body": format!("%%%\nBacklog\n\n[[Monitor Status](https://app.datadoghq.com/monitors/{monitor})]\n%%%"),
+        })
+    };
+    let token = Some(incident_commander::sandbox::harness::WEBHOOK_TOKEN);
+    for (monitor, transition) in [(1, "Triggered"), (1, "Recovered"), (2, "Triggered"), (3, "Triggered")] {
+        let (status, _) = t.webhook_with_token("datadog", &webhook(monitor, transition), token).await;
+        assert_eq!(status, 200);
+    }
+    t.idle().await;
+    let posted: Vec<String> = t
+        .sandbox
+        .calls_to("chat.postMessage")
+        .iter()
+        .filter(|c| c.status == 200)
+        .map(|c| c.response["message"]["text"].as_str().unwrap_or_default().chars().take(30).collect())
+        .collect();
+    let at = |needle: &str| {
+        posted.iter().position(|p| p.contains(needle)).unwrap_or_else(|| panic!("{needle}: {posted:#?}"))
+    };
+    // Every root, then every header, then INC-1's note, although the note was queued before
+    // INC-2 and INC-3 opened; INC-1's own thread reads in order.
+    assert!(at("*INC-1*") < at("*INC-2*") && at("*INC-2*") < at("*INC-3*"), "{posted:#?}");
+    assert!(
+        at("*INC-3*") < at("INC-1 ·") && at("INC-1 ·") < at("INC-2 ·") && at("INC-2 ·") < at("INC-3 ·"),
+        "{posted:#?}"
+    );
+    assert!(at("INC-3 ·") < at("The alert"), "{posted:#?}");
+    t.ack_all();
+    t.finish();
+}
