@@ -157,6 +157,9 @@ pub enum Delivery {
     None,
 }
 
+/// Slack pings each Socket Mode connection about every 10 s (seen in real client logs).
+pub const SOCKET_PING_EVERY: Duration = Duration::from_secs(10);
+
 /// Marker sent through a connection's queue to black-hole it.
 const SILENCE: &str = "\u{0}silence";
 
@@ -199,6 +202,10 @@ struct World {
     queue: Option<mpsc::UnboundedSender<Value>>,
     /// Secondary events queued and not yet delivered.
     queued: usize,
+    /// How often Socket Mode connections are pinged (Slack: about every 10 s).
+    ping_every: Duration,
+    /// Pongs received from the bot.
+    pongs: u64,
 }
 
 impl World {
@@ -354,6 +361,8 @@ impl SlackSandbox {
             secondary: SecondaryEvents::default(),
             queue: None,
             queued: 0,
+            ping_every: SOCKET_PING_EVERY,
+            pongs: 0,
         }));
         let connected = Arc::new(Notify::new());
         let state = Arc::new(AppState { world: world.clone(), connected: connected.clone(), addr });
@@ -975,6 +984,31 @@ impl SlackSandbox {
         }
     }
 
+    /// Pings Socket Mode connections opened from now on this often.
+    pub fn set_ping_every(&self, every: Duration) {
+        self.world().ping_every = every;
+    }
+
+    /// Pongs the bot has answered so far.
+    pub fn pongs(&self) -> u64 {
+        self.world().pongs
+    }
+
+    /// Waits until the bot has answered at least `n` pings in total.
+    pub async fn wait_pongs(&self, n: u64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let notified = self.connected.notified();
+            if self.pongs() >= n {
+                return true;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() || tokio::time::timeout(remaining, notified).await.is_err() {
+                return self.pongs() >= n;
+            }
+        }
+    }
+
     /// Waits until the bot has opened at least `n` Socket Mode connections in total.
     pub async fn wait_connections(&self, n: u64, within: Duration) -> bool {
         let deadline = Instant::now() + within;
@@ -1453,8 +1487,16 @@ async fn serve_socket(state: Shared, socket: WebSocket) {
         id
     };
     state.connected.notify_waiters();
+    let ping_every = state.world.lock().expect("world").ping_every;
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     loop {
         tokio::select! {
+            _ = pings.tick() => {
+                // Slack pings every connection about every 10 s ("Ping from applink-1").
+                if sink.send(WsMessage::Ping(b"Ping from sandbox".to_vec().into())).await.is_err() {
+                    break;
+                }
+            }
             out = rx.recv() => {
                 let Some(text) = out else { break };
                 if text == SILENCE {
@@ -1478,6 +1520,10 @@ async fn serve_socket(state: Shared, socket: WebSocket) {
                                 let _ = waiter.send(ack);
                             }
                         }
+                    }
+                    Some(Ok(WsMessage::Pong(_))) => {
+                        state.world.lock().expect("world").pongs += 1;
+                        state.connected.notify_waiters();
                     }
                     Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
