@@ -428,14 +428,27 @@ fn slack_settings_from_env(policy: &Policy) -> anyhow::Result<Option<SlackSettin
 }
 
 /// Datadog settings from `DD_API_KEY`, `DD_APP_KEY`, `DD_SITE`, `DD_API_URL`. Without both keys
-/// evidence is off (said once at startup).
+/// evidence is off (said once at startup). A bad Datadog setting never stops the bot: Slack
+/// handling runs, and evidence is off with a warning that names the setting and the fix.
 fn datadog_settings_from_env() -> anyhow::Result<Option<crate::app::DatadogSettings>> {
     let (Some(api_key), Some(app_key)) = (env_secret("DD_API_KEY"), env_secret("DD_APP_KEY")) else {
         return Ok(None);
     };
     let site = std::env::var("DD_SITE").unwrap_or_else(|_| "datadoghq.com".into());
     let api_url = std::env::var("DD_API_URL").ok().filter(|u| !u.trim().is_empty());
-    let site = crate::datadog::Site::resolve(&site, api_url.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(url) = &api_url
+        && url::Url::parse(url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
+    {
+        tracing::warn!(DD_API_URL = url.as_str(), "DD_API_URL is not an http(s) URL; Datadog evidence is off");
+        return Ok(None);
+    }
+    let site = match crate::datadog::Site::resolve(&site, api_url.as_deref()) {
+        Ok(site) => site,
+        Err(e) => {
+            tracing::warn!(error = e.as_str(), "Datadog evidence is off until DD_SITE is fixed");
+            return Ok(None);
+        }
+    };
     Ok(Some(crate::app::DatadogSettings {
         site,
         api_key,

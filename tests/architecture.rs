@@ -66,9 +66,9 @@ const WALL_CLOCK_ALLOWED: [(&str, &str); 6] = [
     // The fake Slack stamps deliveries and signatures with real time, as Slack does; the bot's
     // signature check (slack-morphism's verifier) reads the machine's clock too.
     ("sandbox/slack.rs", "request signatures and event_time, as real Slack sends them"),
-    // The fake Datadog records call times and reads a missing time window as `now-15m`, as
+    // The fake Datadog records call times and reads date math (`now-15m`) against real time, as
     // Datadog does.
-    ("sandbox/datadog.rs", "call records and the default time window"),
+    ("sandbox/datadog/mod.rs", "call records, date math and request ids"),
 ];
 
 #[test]

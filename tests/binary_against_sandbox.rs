@@ -16,10 +16,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_incident-commander");
 struct Bot {
     child: Child,
     addr: String,
+    /// Every line `serve` logged up to its address (JSON lines).
+    startup_log: Vec<String>,
 }
 
 /// Starts `serve` in HTTP mode against the sandbox and returns once it listens.
 fn start_bot(sandbox: &SlackSandbox, policy: &std::path::Path, data: &std::path::Path) -> Bot {
+    start_bot_with(sandbox, policy, data, &[])
+}
+
+/// Like [`start_bot`], with more environment variables.
+fn start_bot_with(
+    sandbox: &SlackSandbox,
+    policy: &std::path::Path,
+    data: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> Bot {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--config")
@@ -31,6 +43,7 @@ fn start_bot(sandbox: &SlackSandbox, policy: &std::path::Path, data: &std::path:
         .env("SLACK_SIGNING_SECRET", slack::SIGNING_SECRET)
         .env_remove("SLACK_APP_TOKEN")
         .env("RUST_LOG", "info")
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -39,18 +52,22 @@ fn start_bot(sandbox: &SlackSandbox, policy: &std::path::Path, data: &std::path:
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
+        let mut lines = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            if sent {
+                continue;
+            }
+            lines.push(line.clone());
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["message"] == "listening"
             {
-                let _ = tx.send(v["addr"].as_str().unwrap().to_string());
+                let _ = tx.send((v["addr"].as_str().unwrap().to_string(), std::mem::take(&mut lines)));
                 sent = true;
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("serve logs its address");
-    Bot { child, addr }
+    let (addr, startup_log) = rx.recv_timeout(Duration::from_secs(30)).expect("serve logs its address");
+    Bot { child, addr, startup_log }
 }
 
 fn sigkill(bot: &mut Bot) {
@@ -119,5 +136,28 @@ async fn killed_before_answering_the_bot_answers_once_after_restart() {
     })
     .await;
     assert_eq!(replies(), 1, "the first question was answered exactly once");
+    sigkill(&mut bot);
+}
+
+/// A Datadog setting the bot cannot use turns evidence off with a warning naming the valid
+/// sites; Slack handling goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_datadog_site_turns_evidence_off_and_keeps_slack_running() {
+    incident_commander::cli::install_crypto_provider();
+    let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
+    sandbox.add_user(ALICE, "alice");
+    sandbox.add_channel(ALERTS, "alerts-backend", &[ALICE, slack::BOT_USER_ID]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let envs = [("DD_API_KEY", "k"), ("DD_APP_KEY", "a"), ("DD_SITE", "ap9.datadoghq.com")];
+    let mut bot = start_bot_with(&sandbox, &policy, &dir.path().join("data"), &envs);
+    let warning = bot.startup_log.iter().find(|l| l.contains("DD_SITE=ap9.datadoghq.com is not a Datadog site"));
+    let warning = warning.unwrap_or_else(|| panic!("a warning names the bad setting: {:#?}", bot.startup_log));
+    assert!(warning.contains("ap2.datadoghq.com") && warning.contains("us2.ddog-gov.com"), "{warning}");
+    sandbox.set_delivery(Delivery::Http { base: format!("http://{}", bot.addr) });
+    let (_, r) = sandbox.post_as_user(ALICE, ALERTS, "<@U0INCBOT01> help", None).await;
+    assert!(r.is_acked(), "{r:?}");
+    wait_for("the help answer", || sandbox.messages().iter().any(|m| m.text.contains("declare &lt;title&gt;"))).await;
     sigkill(&mut bot);
 }

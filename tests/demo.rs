@@ -21,7 +21,15 @@ async fn the_builtin_demo_shows_the_whole_mission() {
     has("*Isolated to acme-corp*");
     has("customer                 requests   errors   ratio   share");
     has("https://app.datadoghq.com/apm/trace/");
-    has("crosses frontend → backend (web-checkout → api-gateway)");
+    // The whole failing traces, looked up by id: the path from the frontend to the database where
+    // the error began, the teams from the policy, the failing code, the bad version.
+    has("crosses frontend → backend");
+    has("path: web-checkout (frontend) → *api-gateway* (backend) → orders-api (backend) → orders-db (backend)");
+    has("other customers (");
+    has("likely origin: `orders-db` SELECT orders — `PSQLException`");
+    has("at `com.shop.orders.OrderRepository.reserve(OrderRepository.java:118)`");
+    has("*Errors concentrate in version 2.4.1*");
+    has("no customer                 ");
     // Re-notifications folded.
     has("reactions: :repeat: incident-commander");
     has("The alert is now *Re-Triggered*");

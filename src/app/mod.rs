@@ -138,12 +138,18 @@ impl RunningApp {
         };
         let mut tasks = Vec::new();
         let evidence_in_flight = crate::datadog::evidence::InFlight::default();
-        let evidence = match &settings.datadog {
-            Some(dd) => {
-                let client =
-                    crate::datadog::DatadogClient::new(dd.site.clone(), dd.api_key.clone(), dd.app_key.clone())
-                        .map_err(|e| anyhow::anyhow!(e))?
-                        .with_budget(dd.budget_per_hour);
+        let client = settings.datadog.as_ref().and_then(|dd| {
+            match crate::datadog::DatadogClient::new(dd.site.clone(), dd.api_key.clone(), dd.app_key.clone()) {
+                Ok(client) => Some((dd, client.with_budget(dd.budget_per_hour))),
+                // Evidence is a help, never a reason not to run.
+                Err(e) => {
+                    tracing::warn!(error = e.as_str(), "Datadog evidence is off: cannot build its client");
+                    None
+                }
+            }
+        });
+        let evidence = match client {
+            Some((dd, client)) => {
                 tracing::info!(api = dd.site.api_base.as_str(), app = dd.site.app_base.as_str(), "Datadog evidence on");
                 let (jobs, handle) = crate::datadog::evidence::spawn_worker(
                     Arc::new(client),

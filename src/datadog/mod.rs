@@ -29,21 +29,35 @@ pub struct Site {
 }
 
 impl Site {
-    /// Sites by their `DD_SITE` name; `api_url` (from `DD_API_URL`) overrides the API base.
+    /// Every Datadog site as its documentation lists it (`DD_SITE`), with its API host and the
+    /// host people open links on.
+    pub const ALL: [(&'static str, &'static str, &'static str); 9] = [
+        ("datadoghq.com", "https://api.datadoghq.com", "https://app.datadoghq.com"),
+        ("us3.datadoghq.com", "https://api.us3.datadoghq.com", "https://us3.datadoghq.com"),
+        ("us5.datadoghq.com", "https://api.us5.datadoghq.com", "https://us5.datadoghq.com"),
+        ("datadoghq.eu", "https://api.datadoghq.eu", "https://app.datadoghq.eu"),
+        ("ap1.datadoghq.com", "https://api.ap1.datadoghq.com", "https://ap1.datadoghq.com"),
+        ("ap2.datadoghq.com", "https://api.ap2.datadoghq.com", "https://ap2.datadoghq.com"),
+        ("uk1.datadoghq.com", "https://api.uk1.datadoghq.com", "https://uk1.datadoghq.com"),
+        ("ddog-gov.com", "https://api.ddog-gov.com", "https://app.ddog-gov.com"),
+        ("us2.ddog-gov.com", "https://api.us2.ddog-gov.com", "https://us2.ddog-gov.com"),
+    ];
+
+    /// Sites by their `DD_SITE` name (or the host people use, `app.datadoghq.com`, or the short
+    /// names `us1`, `eu`, `gov`...); `api_url` (from `DD_API_URL`) overrides the API base.
     pub fn resolve(site: &str, api_url: Option<&str>) -> Result<Site, String> {
-        let site = site.trim().trim_end_matches('/').to_ascii_lowercase();
-        let (api, app) = match site.as_str() {
-            "datadoghq.com" | "us1" | "" => ("https://api.datadoghq.com", "https://app.datadoghq.com"),
-            "us3.datadoghq.com" | "us3" => ("https://api.us3.datadoghq.com", "https://us3.datadoghq.com"),
-            "us5.datadoghq.com" | "us5" => ("https://api.us5.datadoghq.com", "https://us5.datadoghq.com"),
-            "datadoghq.eu" | "eu" | "eu1" => ("https://api.datadoghq.eu", "https://app.datadoghq.eu"),
-            "ap1.datadoghq.com" | "ap1" => ("https://api.ap1.datadoghq.com", "https://ap1.datadoghq.com"),
-            "ddog-gov.com" | "gov" => ("https://api.ddog-gov.com", "https://app.ddog-gov.com"),
-            other => {
-                return Err(format!(
-                    "DD_SITE={other} is not a Datadog site (use datadoghq.com, us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com or ddog-gov.com)"
-                ));
-            }
+        let name = site.trim().trim_start_matches("https://").trim_end_matches('/').to_ascii_lowercase();
+        let name = match name.as_str() {
+            "" | "us1" | "app.datadoghq.com" => "datadoghq.com".to_string(),
+            "eu" | "eu1" | "app.datadoghq.eu" => "datadoghq.eu".to_string(),
+            "gov" | "us1-fed" | "app.ddog-gov.com" => "ddog-gov.com".to_string(),
+            "us2-fed" => "us2.ddog-gov.com".to_string(),
+            short @ ("us3" | "us5" | "ap1" | "ap2" | "uk1") => format!("{short}.datadoghq.com"),
+            other => other.to_string(),
+        };
+        let Some((_, api, app)) = Site::ALL.iter().find(|(n, _, _)| *n == name) else {
+            let names: Vec<&str> = Site::ALL.iter().map(|(n, _, _)| *n).collect();
+            return Err(format!("DD_SITE={} is not a Datadog site; use one of {}", site.trim(), names.join(", ")));
         };
         Ok(Site {
             api_base: api_url.map(|u| u.trim_end_matches('/').to_string()).unwrap_or_else(|| api.to_string()),
@@ -65,6 +79,36 @@ pub enum DatadogError {
     Unavailable(String),
     #[error("Datadog refused the query: {0}")]
     BadRequest(String),
+}
+
+/// The most spans one search page returns ("maximum: 1000").
+pub const SEARCH_PAGE_MAX: u32 = 1000;
+
+/// One level of an aggregation's grouping (`SpansGroupBy`).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupBy<'a> {
+    pub facet: &'a str,
+    /// The most buckets at this level (Datadog's default is 10).
+    pub limit: u32,
+    /// The value spans without the facet are grouped under; without one they are left out.
+    pub missing: Option<&'a str>,
+    /// A bucket under this value counts every matching span, past the limit too.
+    pub total: Option<&'a str>,
+}
+
+impl GroupBy<'_> {
+    fn as_json(&self) -> Value {
+        // Sorted by span count, largest first: the default sort is alphabetical.
+        let mut g = json!({"facet": self.facet, "limit": self.limit,
+                           "sort": {"type": "measure", "aggregation": "count", "order": "desc"}});
+        if let Some(m) = self.missing {
+            g["missing"] = json!(m);
+        }
+        if let Some(t) = self.total {
+            g["total"] = json!(t);
+        }
+        g
+    }
 }
 
 /// The client.
@@ -198,32 +242,35 @@ impl DatadogClient {
         }
     }
 
-    /// `POST /api/v2/spans/events/search`: error spans matching `query`, newest first.
+    /// `POST /api/v2/spans/events/search`: spans matching `query` (span search syntax), in
+    /// `sort` order (`-timestamp`: newest first), at most `limit` (the API allows 1000).
     pub async fn search_spans(
         &self,
         query: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: u32,
+        sort: &str,
     ) -> Result<Value, DatadogError> {
         let body = json!({"data": {"type": "search_request", "attributes": {
             "filter": {"query": query, "from": from.timestamp_millis().to_string(), "to": to.timestamp_millis().to_string()},
             "options": {"timezone": "GMT"},
-            "page": {"limit": limit},
-            "sort": "-timestamp",
+            "page": {"limit": limit.min(SEARCH_PAGE_MAX)},
+            "sort": sort,
         }}});
         self.send(reqwest::Method::POST, "/api/v2/spans/events/search", Some(&body), &[], true).await
     }
 
-    /// `POST /api/v2/spans/analytics/aggregate`: span counts grouped by `facets` (nested).
+    /// `POST /api/v2/spans/analytics/aggregate`: span counts, grouped level by level as `groups`
+    /// says (every group's limit, missing value, sort and total explicit).
     pub async fn aggregate_spans(
         &self,
         query: &str,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        facets: &[(&str, u32)],
+        groups: &[GroupBy<'_>],
     ) -> Result<Value, DatadogError> {
-        let group_by: Vec<Value> = facets.iter().map(|(f, limit)| json!({"facet": f, "limit": limit})).collect();
+        let group_by: Vec<Value> = groups.iter().map(GroupBy::as_json).collect();
         let body = json!({"data": {"type": "aggregate_request", "attributes": {
             "compute": [{"aggregation": "count", "type": "total"}],
             "filter": {"query": query, "from": from.timestamp_millis().to_string(), "to": to.timestamp_millis().to_string()},
@@ -275,7 +322,18 @@ mod tests {
             (local.api_base.as_str(), local.app_base.as_str()),
             ("http://127.0.0.1:9999", "https://app.datadoghq.eu")
         );
-        assert!(Site::resolve("datadog.com", None).unwrap_err().contains("not a Datadog site"));
+        for (name, api, app) in [
+            ("ap2.datadoghq.com", "https://api.ap2.datadoghq.com", "https://ap2.datadoghq.com"),
+            ("uk1.datadoghq.com", "https://api.uk1.datadoghq.com", "https://uk1.datadoghq.com"),
+            ("us2.ddog-gov.com", "https://api.us2.ddog-gov.com", "https://us2.ddog-gov.com"),
+            ("AP2", "https://api.ap2.datadoghq.com", "https://ap2.datadoghq.com"),
+            ("app.datadoghq.com", "https://api.datadoghq.com", "https://app.datadoghq.com"),
+        ] {
+            let site = Site::resolve(name, None).unwrap();
+            assert_eq!((site.api_base.as_str(), site.app_base.as_str()), (api, app), "{name}");
+        }
+        let err = Site::resolve("datadog.com", None).unwrap_err();
+        assert!(err.contains("DD_SITE=datadog.com is not a Datadog site") && err.contains("us2.ddog-gov.com"), "{err}");
     }
 
     #[test]

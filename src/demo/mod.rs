@@ -21,7 +21,7 @@ use crate::app::clock::{Clock, ManualClock};
 use crate::domain::ids::IncidentId;
 use crate::domain::incident::Incident;
 use crate::policy::Policy;
-use crate::sandbox::datadog::{CustomerSpec, DatadogWorld, ServiceSpec};
+use crate::sandbox::datadog::{AnonymousSpec, CustomerSpec, DatadogWorld, ServiceSpec};
 use crate::sandbox::harness::{DatadogPost, Harness, HarnessOptions, Mode};
 use crate::store::Store;
 
@@ -55,6 +55,23 @@ pub struct ScenarioDatadog {
     pub services: Vec<ScenarioService>,
     #[serde(default, rename = "customer")]
     pub customers: Vec<ScenarioCustomer>,
+    /// Traffic without the customer attribute (health checks, anonymous visitors).
+    #[serde(default, rename = "anonymous")]
+    pub anonymous: Vec<ScenarioAnonymous>,
+    /// This many more customers with a little traffic and no errors (`quiet-001`...).
+    #[serde(default)]
+    pub quiet_customers: usize,
+    /// The quiet customers use this service only (default: every service).
+    #[serde(default)]
+    pub quiet_service: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioAnonymous {
+    pub service: String,
+    pub requests_per_minute: u64,
+    pub error_rate: f64,
 }
 
 fn default_facet() -> String {
@@ -66,12 +83,26 @@ fn default_facet() -> String {
 pub struct ScenarioService {
     pub name: String,
     pub env: String,
+    /// The service requests enter at (traces start there).
     #[serde(default)]
     pub frontend: Option<String>,
+    /// The services a request goes on to, each calling the next; failures begin at the last.
+    #[serde(default)]
+    pub downstream: Vec<String>,
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Error types and messages where failures begin.
     #[serde(default)]
     pub errors: Vec<(String, String)>,
+    /// The `error.stack` of a failure where it begins.
+    #[serde(default)]
+    pub stack: Option<String>,
+    /// Versions running, with their share of traffic.
+    #[serde(default)]
+    pub versions: Vec<(String, f64)>,
+    /// Failures happen on this version only.
+    #[serde(default)]
+    pub bad_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,30 +289,47 @@ impl Scenario {
 
     fn world(&self) -> Option<DatadogWorld> {
         let dd = self.datadog.as_ref()?;
-        Some(DatadogWorld {
-            facet: dd.facet.clone(),
-            services: dd
-                .services
-                .iter()
-                .map(|s| ServiceSpec {
-                    name: s.name.clone(),
-                    env: s.env.clone(),
-                    resources: s.resources.clone(),
-                    frontend: s.frontend.clone(),
-                    errors: s.errors.clone(),
-                })
-                .collect(),
-            customers: dd
-                .customers
-                .iter()
-                .map(|c| CustomerSpec {
-                    name: c.name.clone(),
-                    requests_per_minute: c.requests_per_minute,
-                    error_rate: c.error_rate,
-                    service: c.service.clone(),
-                })
-                .collect(),
-        })
+        Some(
+            DatadogWorld {
+                facet: dd.facet.clone(),
+                services: dd
+                    .services
+                    .iter()
+                    .map(|s| ServiceSpec {
+                        name: s.name.clone(),
+                        env: s.env.clone(),
+                        resources: s.resources.clone(),
+                        frontend: s.frontend.clone(),
+                        downstream: s.downstream.clone(),
+                        errors: s.errors.clone(),
+                        stack: s.stack.clone(),
+                        versions: s.versions.clone(),
+                        bad_version: s.bad_version.clone(),
+                        fan_out: 0,
+                    })
+                    .collect(),
+                anonymous: dd
+                    .anonymous
+                    .iter()
+                    .map(|a| AnonymousSpec {
+                        service: a.service.clone(),
+                        requests_per_minute: a.requests_per_minute,
+                        error_rate: a.error_rate,
+                    })
+                    .collect(),
+                customers: dd
+                    .customers
+                    .iter()
+                    .map(|c| CustomerSpec {
+                        name: c.name.clone(),
+                        requests_per_minute: c.requests_per_minute,
+                        error_rate: c.error_rate,
+                        service: c.service.clone(),
+                    })
+                    .collect(),
+            }
+            .with_quiet_customers(dd.quiet_customers, 2, dd.quiet_service.as_deref()),
+        )
     }
 }
 

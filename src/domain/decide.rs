@@ -958,7 +958,8 @@ fn evidence(
     state.posted = true;
     match result {
         Ok(e) => {
-            let text = evidence_message(e);
+            let team_of = |service: &str| ctx.policy.team_of_service(service).map(|t| t.name.clone());
+            let text = evidence_message(e, &team_of);
             let summary = evidence_summary(e);
             state.last_error = None;
             state.last_text = Some(text.clone());

@@ -209,6 +209,13 @@ impl Policy {
         self.teams.iter().find(|t| t.matches(&tags)).unwrap_or(&self.teams[self.default_team])
     }
 
+    /// The team that owns a service by the teams' match rules (`service:<name>` against their
+    /// globs), if one does; no default team, so ownership is never guessed.
+    pub fn team_of_service(&self, service: &str) -> Option<&Team> {
+        let tags = [format!("service:{service}")];
+        self.teams.iter().find(|t| t.matches(&tags))
+    }
+
     pub fn team(&self, name: &str) -> Option<&Team> {
         self.teams.iter().find(|t| t.name.eq_ignore_ascii_case(name))
     }

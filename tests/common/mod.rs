@@ -27,7 +27,7 @@ incident_channel_severities = [1]
 
 [[team]]
 name = "backend"
-match = ["team:backend", "service:api-*"]
+match = ["team:backend", "service:api-*", "service:orders-*"]
 members = ["U0ALICE01", "U0BOB0001", "U0CAROL01"]
 rotation_start = "2026-11-02T09:00:00"
 rotation_timezone = "UTC"
@@ -37,7 +37,7 @@ escalation = ["U0LEAD001"]
 
 [[team]]
 name = "frontend"
-match = ["team:frontend"]
+match = ["team:frontend", "service:web-*"]
 members = ["U0DAVE001", "U0ERIN001"]
 rotation_start = "2026-11-02T09:00:00"
 channel = "C0FRONT01"
