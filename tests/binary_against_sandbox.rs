@@ -70,6 +70,18 @@ fn start_bot_with(
     Bot { child, addr, startup_log }
 }
 
+/// A sandbox with Alice in the alerts channel, and the test policy in a temporary directory.
+async fn workspace() -> (SlackSandbox, tempfile::TempDir, std::path::PathBuf) {
+    incident_commander::cli::install_crypto_provider();
+    let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
+    sandbox.add_user(ALICE, "alice");
+    sandbox.add_channel(ALERTS, "alerts-backend", &[ALICE, slack::BOT_USER_ID]);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    (sandbox, dir, policy)
+}
+
 fn sigkill(bot: &mut Bot) {
     bot.child.kill().expect("kill -9");
     let _ = bot.child.wait();
@@ -88,13 +100,7 @@ async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
 // keep serving meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_answering_the_bot_answers_once_after_restart() {
-    incident_commander::cli::install_crypto_provider();
-    let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
-    sandbox.add_user(ALICE, "alice");
-    sandbox.add_channel(ALERTS, "alerts-backend", &[ALICE, slack::BOT_USER_ID]);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
+    let (sandbox, dir, policy) = workspace().await;
     let data = dir.path().join("data");
 
     let mut bot = start_bot(&sandbox, &policy, &data);
@@ -143,13 +149,7 @@ async fn killed_before_answering_the_bot_answers_once_after_restart() {
 /// sites; Slack handling goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_datadog_site_turns_evidence_off_and_keeps_slack_running() {
-    incident_commander::cli::install_crypto_provider();
-    let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
-    sandbox.add_user(ALICE, "alice");
-    sandbox.add_channel(ALERTS, "alerts-backend", &[ALICE, slack::BOT_USER_ID]);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
+    let (sandbox, dir, policy) = workspace().await;
     let envs = [("DD_API_KEY", "k"), ("DD_APP_KEY", "a"), ("DD_SITE", "ap9.datadoghq.com")];
     let mut bot = start_bot_with(&sandbox, &policy, &dir.path().join("data"), &envs);
     let warning = bot.startup_log.iter().find(|l| l.contains("DD_SITE=ap9.datadoghq.com is not a Datadog site"));

@@ -253,6 +253,16 @@ async fn gate(
     }
 }
 
+/// The answer to a JSON POST so far: its body (or why it is not JSON) and the rate-limit headers,
+/// once keys, faults and the budget let it through.
+type Posted = (Result<Value, serde_json::Error>, Option<(usize, usize, u64)>);
+
+async fn gate_post(state: &Shared, headers: &HeaderMap, path: &str, body: &[u8]) -> Result<Posted, Response> {
+    let parsed: Result<Value, _> = serde_json::from_slice(body);
+    let limits = gate(state, headers, "POST", path, parsed.as_ref().unwrap_or(&Value::Null), Value::Null).await?;
+    Ok((parsed, limits))
+}
+
 fn with_limits(mut resp: Response, limits: Option<(usize, usize, u64)>) -> Response {
     if let Some((limit, remaining, reset)) = limits {
         limit_headers(&mut resp, limit, remaining, reset);
@@ -321,18 +331,8 @@ struct SearchRequest {
 }
 
 async fn search(State(state): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
-    let limits = match gate(
-        &state,
-        &headers,
-        "POST",
-        "/api/v2/spans/events/search",
-        parsed.as_ref().unwrap_or(&Value::Null),
-        Value::Null,
-    )
-    .await
-    {
-        Ok(l) => l,
+    let (parsed, limits) = match gate_post(&state, &headers, "/api/v2/spans/events/search", &body).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let body = match parsed {
@@ -665,18 +665,8 @@ fn interval(text: &str) -> Option<TimeDelta> {
 }
 
 async fn aggregate(State(state): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
-    let limits = match gate(
-        &state,
-        &headers,
-        "POST",
-        "/api/v2/spans/analytics/aggregate",
-        parsed.as_ref().unwrap_or(&Value::Null),
-        Value::Null,
-    )
-    .await
-    {
-        Ok(l) => l,
+    let (parsed, limits) = match gate_post(&state, &headers, "/api/v2/spans/analytics/aggregate", &body).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
     let body = match parsed {
