@@ -101,7 +101,7 @@ fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
-    incident_commander::cli::install_crypto_provider();
+    incident_commander::tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();

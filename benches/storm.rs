@@ -220,7 +220,7 @@ async fn flapping() {
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let run = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
-    incident_commander::cli::install_crypto_provider();
+    incident_commander::tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         if run("roots") {

@@ -31,7 +31,7 @@ fn main() {
     let alerts: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let monitors: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(50);
     let concurrency: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(32);
-    incident_commander::cli::install_crypto_provider();
+    incident_commander::tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();

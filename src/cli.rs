@@ -147,10 +147,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// slack-morphism and reqwest share rustls; exactly one crypto provider must be installed.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::tls::install_crypto_provider;
 
 /// Human-readable logs on a terminal, JSON lines otherwise. `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {

@@ -14,3 +14,4 @@ pub mod simulate;
 pub mod slack;
 pub mod sources;
 pub mod store;
+pub mod tls;

@@ -72,7 +72,7 @@ fn start_bot_with(
 
 /// A sandbox with Alice in the alerts channel, and the test policy in a temporary directory.
 async fn workspace() -> (SlackSandbox, tempfile::TempDir, std::path::PathBuf) {
-    incident_commander::cli::install_crypto_provider();
+    incident_commander::tls::install_crypto_provider();
     let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
     sandbox.add_user(ALICE, "alice");
     sandbox.add_channel(ALERTS, "alerts-backend", &[ALICE, slack::BOT_USER_ID]);

@@ -150,7 +150,7 @@ fn timers_survive_a_restart_and_fire_on_the_tick() {
 
 #[tokio::test]
 async fn running_app_answers_health_and_processes_accepted_events() {
-    incident_commander::cli::install_crypto_provider();
+    incident_commander::tls::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         policy: policy(),

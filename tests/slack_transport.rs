@@ -57,7 +57,7 @@ async fn help_by_mention_replies_in_a_thread_on_the_mention() {
     let ts = t.mention(ALICE, ALERTS, None, "help").await;
     let reply = t.expect_reply(ALERTS, "/incident");
     assert_eq!(reply.thread_ts.as_deref(), Some(ts.as_str()), "the help goes in a thread on the mention");
-    for verb in Verb::ALL {
+    for verb in Verb::ALL.iter().copied() {
         assert!(reply.text.contains(&escape_placeholders(verb.usage())), "help lists {verb}");
     }
     t.finish();
@@ -68,7 +68,7 @@ async fn slash_help_answers_privately_with_every_command() {
     let mut t = Harness::start(options()).await;
     let answers = t.slash(BOB, ALERTS, "help").await;
     assert_eq!(answers.len(), 1);
-    for verb in Verb::ALL {
+    for verb in Verb::ALL.iter().copied() {
         assert!(answers[0].contains(&escape_placeholders(verb.usage())), "help lists {verb}");
     }
     assert!(answers[0].contains("declare &lt;title&gt;"), "placeholders are escaped, so Slack shows them as typed");
@@ -275,7 +275,7 @@ async fn a_429_in_one_channel_does_not_delay_another() {
 
 #[tokio::test]
 async fn startup_fails_clearly_on_a_bad_token() {
-    incident_commander::cli::install_crypto_provider();
+    incident_commander::tls::install_crypto_provider();
     let sandbox = incident_commander::sandbox::slack::SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
     sandbox.revoke_bot_token();
     let dir = tempfile::tempdir().unwrap();

@@ -126,7 +126,7 @@ pub struct DatadogClient {
 impl DatadogClient {
     pub fn new(site: Site, api_key: SecretString, app_key: SecretString) -> Result<DatadogClient, String> {
         // reqwest is built without a default TLS provider; make sure ring is installed.
-        crate::cli::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("incident-commander/", env!("CARGO_PKG_VERSION")))

@@ -7,66 +7,49 @@ use std::fmt;
 
 use super::ids::{IncidentId, Severity, UserId};
 
-/// Every verb the bot understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verb {
-    Declare,
-    Ack,
-    Sev,
-    Commander,
-    Investigator,
-    Status,
-    Mitigated,
-    RootCause,
-    Resolve,
-    Reopen,
-    Note,
-    Timeline,
-    List,
-    Oncall,
-    Help,
+/// Declares the verbs once: the enum, [`Verb::ALL`] (help's order) and each verb's name come from
+/// this one list, so a verb cannot exist without being parsed and listed in help.
+macro_rules! verbs {
+    ($($(#[$doc:meta])* $verb:ident => $name:literal),+ $(,)?) => {
+        /// Every verb the bot understands.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Verb {
+            $($(#[$doc])* $verb),+
+        }
+
+        impl Verb {
+            /// Every verb, in the order help shows them.
+            pub const ALL: &'static [Verb] = &[$(Verb::$verb),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Verb::$verb => $name),+
+                }
+            }
+        }
+    };
+}
+
+verbs! {
+    /// Open an incident by hand.
+    Declare => "declare",
+    Ack => "ack",
+    Sev => "sev",
+    Commander => "commander",
+    Investigator => "investigator",
+    Status => "status",
+    Mitigated => "mitigated",
+    RootCause => "rootcause",
+    Resolve => "resolve",
+    Reopen => "reopen",
+    Note => "note",
+    Timeline => "timeline",
+    List => "list",
+    Oncall => "oncall",
+    Help => "help",
 }
 
 impl Verb {
-    /// In the order help shows them.
-    pub const ALL: [Verb; 15] = [
-        Verb::Declare,
-        Verb::Ack,
-        Verb::Sev,
-        Verb::Commander,
-        Verb::Investigator,
-        Verb::Status,
-        Verb::Mitigated,
-        Verb::RootCause,
-        Verb::Resolve,
-        Verb::Reopen,
-        Verb::Note,
-        Verb::Timeline,
-        Verb::List,
-        Verb::Oncall,
-        Verb::Help,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Verb::Declare => "declare",
-            Verb::Ack => "ack",
-            Verb::Sev => "sev",
-            Verb::Commander => "commander",
-            Verb::Investigator => "investigator",
-            Verb::Status => "status",
-            Verb::Mitigated => "mitigated",
-            Verb::RootCause => "rootcause",
-            Verb::Resolve => "resolve",
-            Verb::Reopen => "reopen",
-            Verb::Note => "note",
-            Verb::Timeline => "timeline",
-            Verb::List => "list",
-            Verb::Oncall => "oncall",
-            Verb::Help => "help",
-        }
-    }
-
     /// Other spellings people type.
     fn aliases(self) -> &'static [&'static str] {
         match self {
@@ -127,7 +110,7 @@ impl Verb {
 
     fn parse(word: &str) -> Option<Verb> {
         let w = word.to_ascii_lowercase();
-        Verb::ALL.into_iter().find(|v| v.name() == w || v.aliases().contains(&w.as_str()))
+        Verb::ALL.iter().copied().find(|v| v.name() == w || v.aliases().contains(&w.as_str()))
     }
 }
 
@@ -287,7 +270,8 @@ fn is_incident_token(word: &str) -> bool {
 fn unknown(word: &str) -> CommandError {
     let lower = word.to_ascii_lowercase();
     let close = Verb::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .map(|v| (strsim::damerau_levenshtein(&lower, v.name()), v))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d);
@@ -339,7 +323,7 @@ fn parse_declare(rest: &[&str]) -> Result<Command, CommandError> {
 pub fn help_text() -> String {
     let mut out =
         String::from("*incident-commander* — use `/incident <command>`, or mention me in an incident thread.\n");
-    for verb in Verb::ALL {
+    for verb in Verb::ALL.iter().copied() {
         out.push_str(&format!("• `{}` — {}\n", verb.usage(), verb.summary()));
     }
     out.push_str(
@@ -359,7 +343,7 @@ mod tests {
     #[test]
     fn every_verb_parses_and_appears_in_help() {
         let help = help_text();
-        for verb in Verb::ALL {
+        for verb in Verb::ALL.iter().copied() {
             assert!(help.contains(verb.usage()), "{verb} missing from help");
         }
         assert_eq!(cmd("ack"), Command::Ack);

@@ -13,8 +13,8 @@ use super::incident::{
     SeveritySetBy, SlackLocation, Status, TransitionError,
 };
 use super::messages;
+use super::policy::Policy;
 use super::severity::{Assessment, SeverityInput, assess};
-use crate::policy::Policy;
 
 /// Something that happened, as the domain sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -644,10 +644,7 @@ fn severity_now(
     ctx: Context<'_>,
 ) -> Assessment {
     let evidence = incident.evidence.as_ref().and_then(|e| {
-        Some(super::severity::EvidenceFacts {
-            verdict: e.verdict.as_deref()?,
-            error_ratio: e.error_ratio.unwrap_or(0.0),
-        })
+        Some(super::severity::EvidenceFacts { verdict: e.verdict?, error_ratio: e.error_ratio.unwrap_or(0.0) })
     });
     assess(&ctx.policy.severity, SeverityInput { priority, tags, team: &incident.team, evidence })
 }
@@ -964,7 +961,7 @@ fn evidence(
             state.last_error = None;
             state.last_text = Some(text.clone());
             state.summary = Some(summary.clone());
-            state.verdict = e.blast.as_ref().map(|b| b.verdict.kind().to_string());
+            state.verdict = e.blast.as_ref().map(|b| b.verdict.kind());
             state.error_ratio = e.blast.as_ref().map(|b| b.global.ratio);
             effects.push(Effect::PublishEvidence { text, first });
             let snapshot = match purpose {

@@ -85,19 +85,51 @@ impl Verdict {
         }
     }
 
-    /// The name severity rules use: `no_errors`, `isolated`, `several`, `global`, `scattered`.
-    pub fn kind(&self) -> &'static str {
+    /// What kind of verdict it is, as severity rules name it.
+    pub fn kind(&self) -> VerdictKind {
         match self {
-            Verdict::NoErrors => "no_errors",
-            Verdict::Isolated { .. } => "isolated",
-            Verdict::Several { .. } => "several",
-            Verdict::Global => "global",
-            Verdict::Scattered => "scattered",
+            Verdict::NoErrors => VerdictKind::NoErrors,
+            Verdict::Isolated { .. } => VerdictKind::Isolated,
+            Verdict::Several { .. } => VerdictKind::Several,
+            Verdict::Global => VerdictKind::Global,
+            Verdict::Scattered => VerdictKind::Scattered,
+        }
+    }
+}
+
+/// A verdict's kind, as severity rules (`verdict = ["global"]`) and stored incidents name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictKind {
+    NoErrors,
+    Isolated,
+    Several,
+    Global,
+    Scattered,
+}
+
+impl VerdictKind {
+    pub const ALL: [VerdictKind; 5] = [
+        VerdictKind::NoErrors,
+        VerdictKind::Isolated,
+        VerdictKind::Several,
+        VerdictKind::Global,
+        VerdictKind::Scattered,
+    ];
+
+    /// The name in the policy file: `no_errors`, `isolated`, `several`, `global`, `scattered`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerdictKind::NoErrors => "no_errors",
+            VerdictKind::Isolated => "isolated",
+            VerdictKind::Several => "several",
+            VerdictKind::Global => "global",
+            VerdictKind::Scattered => "scattered",
         }
     }
 
-    pub fn parse_kind(s: &str) -> Option<&'static str> {
-        ["no_errors", "isolated", "several", "global", "scattered"].into_iter().find(|k| *k == s)
+    pub fn parse(s: &str) -> Option<VerdictKind> {
+        VerdictKind::ALL.into_iter().find(|k| k.name() == s)
     }
 }
 

@@ -334,7 +334,7 @@ pub struct EvidenceState {
     /// The evidence message exists (later results edit it).
     pub posted: bool,
     /// The verdict kind (`isolated`, `global`...) and global error ratio of the last good result.
-    pub verdict: Option<String>,
+    pub verdict: Option<super::evidence::VerdictKind>,
     pub error_ratio: Option<f64>,
     /// The last good result, in one line.
     pub summary: Option<String>,

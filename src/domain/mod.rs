@@ -10,6 +10,7 @@ pub mod evidence;
 pub mod ids;
 pub mod incident;
 pub mod messages;
+pub mod policy;
 pub mod postmortem;
 pub mod roster;
 pub mod severity;

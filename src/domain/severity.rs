@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::VerdictKind;
 use super::ids::{Priority, Severity};
-use crate::policy::{SeverityPolicy, SeverityRule};
+use super::policy::{SeverityPolicy, SeverityRule};
 
 /// What the rules say about an alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,14 +20,13 @@ pub struct SeverityInput<'a> {
     pub tags: &'a [String],
     pub team: &'a str,
     /// What the evidence says, once it arrived.
-    pub evidence: Option<EvidenceFacts<'a>>,
+    pub evidence: Option<EvidenceFacts>,
 }
 
 /// The parts of the evidence severity rules can use.
 #[derive(Debug, Clone, Copy)]
-pub struct EvidenceFacts<'a> {
-    /// `isolated`, `several`, `global`, `no_errors`, `scattered`.
-    pub verdict: &'a str,
+pub struct EvidenceFacts {
+    pub verdict: VerdictKind,
     /// Global error ratio in [0, 1].
     pub error_ratio: f64,
 }
@@ -49,8 +49,7 @@ fn matches(rule: &SeverityRule, input: SeverityInput<'_>) -> bool {
     let priority_ok = rule.priority.is_empty() || input.priority.is_some_and(|p| rule.priority.contains(&p));
     let tags_ok = rule.tags.iter().all(|g| input.tags.iter().any(|t| g.is_match(t)));
     let team_ok = rule.team.is_empty() || rule.team.iter().any(|t| t.eq_ignore_ascii_case(input.team));
-    let verdict_ok =
-        rule.verdict.is_empty() || input.evidence.is_some_and(|e| rule.verdict.iter().any(|v| v == e.verdict));
+    let verdict_ok = rule.verdict.is_empty() || input.evidence.is_some_and(|e| rule.verdict.contains(&e.verdict));
     let ratio_ok = rule.min_error_ratio.is_none_or(|min| input.evidence.is_some_and(|e| e.error_ratio >= min));
     priority_ok && tags_ok && team_ok && verdict_ok && ratio_ok
 }
@@ -70,7 +69,7 @@ fn describe(rule: &SeverityRule, input: SeverityInput<'_>, index: usize) -> Stri
         parts.push(format!("team {}", input.team));
     }
     if let Some(e) = input.evidence.filter(|_| !rule.verdict.is_empty() || rule.min_error_ratio.is_some()) {
-        parts.push(format!("evidence {} at {:.1}% errors", e.verdict.replace('_', " "), e.error_ratio * 100.0));
+        parts.push(format!("evidence {} at {:.1}% errors", e.verdict.name().replace('_', " "), e.error_ratio * 100.0));
     }
     if parts.is_empty() {
         parts.push("matches every alert".to_string());
@@ -81,7 +80,7 @@ fn describe(rule: &SeverityRule, input: SeverityInput<'_>, index: usize) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::TagGlob;
+    use crate::domain::policy::TagGlob;
 
     fn rule(severity: Severity, priority: &[Priority], tags: &[&str], team: &[&str]) -> SeverityRule {
         SeverityRule {
@@ -102,19 +101,19 @@ mod tests {
     #[test]
     fn evidence_conditions_match_only_with_evidence() {
         let mut r = rule(Severity::Sev1, &[], &[], &[]);
-        r.verdict = vec!["global".into()];
+        r.verdict = vec![VerdictKind::Global];
         r.min_error_ratio = Some(0.05);
         let policy = SeverityPolicy { default: Severity::Sev3, rules: vec![r] };
         assert_eq!(assess(&policy, input(None, &[], "backend")).severity, Severity::Sev3, "no evidence yet");
         let global = SeverityInput {
-            evidence: Some(EvidenceFacts { verdict: "global", error_ratio: 0.12 }),
+            evidence: Some(EvidenceFacts { verdict: VerdictKind::Global, error_ratio: 0.12 }),
             ..input(None, &[], "backend")
         };
         let a = assess(&policy, global);
         assert_eq!(a.severity, Severity::Sev1);
         assert_eq!(a.reason, "evidence global at 12.0% errors (severity rule 1)");
         let low = SeverityInput {
-            evidence: Some(EvidenceFacts { verdict: "global", error_ratio: 0.01 }),
+            evidence: Some(EvidenceFacts { verdict: VerdictKind::Global, error_ratio: 0.01 }),
             ..input(None, &[], "backend")
         };
         assert_eq!(assess(&policy, low).severity, Severity::Sev3);

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{ChannelId, IncidentId};
+use super::policy::Rate;
 use super::text::escape_untrusted;
-use crate::policy::Rate;
 
 /// One storm in one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,6 +10,10 @@ use toml::{Table, Value};
 
 use super::raw::*;
 use super::*;
+use crate::domain::alert::Transition;
+use crate::domain::evidence::VerdictKind;
+use crate::domain::ids::{ChannelId, Priority, Severity, UserId};
+use crate::domain::roster::Rotation;
 
 /// One problem in a policy file: where, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -455,12 +459,12 @@ fn build_severity(raw: RawSeverity, p: &mut Problems) -> Option<SeverityPolicy> 
                     .enumerate()
                     .filter_map(|(j, g)| TagGlob::new(g).map_err(|e| p.add(format!("{}[{j}]", at("tags")), e)).ok())
                     .collect();
-                let verdict: Vec<String> = r
+                let verdict: Vec<VerdictKind> = r
                     .verdict
                     .iter()
                     .enumerate()
-                    .filter_map(|(j, v)| match crate::domain::evidence::Verdict::parse_kind(v) {
-                        Some(k) => Some(k.to_string()),
+                    .filter_map(|(j, v)| match VerdictKind::parse(v) {
+                        Some(k) => Some(k),
                         None => {
                             p.add(
                                 format!("{}[{j}]", at("verdict")),

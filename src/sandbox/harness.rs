@@ -199,7 +199,7 @@ async fn start_bot(
 impl Harness {
     /// Starts a sandbox workspace populated from the policy, then the bot against it.
     pub async fn start(options: HarnessOptions) -> Harness {
-        crate::cli::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

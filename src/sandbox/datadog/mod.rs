@@ -88,7 +88,7 @@ type Shared = Arc<Mutex<Inner>>;
 impl DatadogSandbox {
     pub async fn start(world: DatadogWorld) -> std::io::Result<DatadogSandbox> {
         // Clients built next to it (tests, the demo) need a TLS provider installed.
-        crate::cli::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Mutex::new(Inner {
