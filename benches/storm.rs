@@ -20,7 +20,6 @@ use chrono::Utc;
 use common::{datadog_webhook, peak_rss_mib, send_all, start_bot};
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox, StoredMessage};
 use incident_commander::slack::egress::EgressLimits;
-use incident_commander::store::Store;
 
 /// One team, one channel, the default storm rule (more than 10 alerts a minute).
 const POLICY: &str = r#"
@@ -37,7 +36,7 @@ const TOKEN: &str = "bench-token";
 
 struct Bot {
     sandbox: SlackSandbox,
-    app: incident_commander::app::RunningApp,
+    app: incident_commander::startup::RunningApp,
     _dir: tempfile::TempDir,
 }
 
@@ -68,7 +67,7 @@ fn post_times(sandbox: &SlackSandbox, t0: chrono::DateTime<Utc>, what: fn(&str) 
 
 /// Samples the outbox depth until `done` is set; returns the largest seen.
 fn watch_outbox(
-    app: &incident_commander::app::RunningApp,
+    app: &incident_commander::startup::RunningApp,
     done: Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<i64> {
     let metrics = app.metrics.clone();
@@ -149,7 +148,7 @@ async fn roots() {
     println!("| webhooks accepted | {accepted} ({failed} failed) in {:.2} s |", ingest.as_secs_f64());
     println!(
         "| alerts stored / incidents | {} / {} |",
-        bot.app.store.alert_count(),
+        bot.app.store.alert_count().unwrap(),
         bot.app.store.all_incidents().unwrap().len()
     );
     println!(
@@ -201,7 +200,7 @@ async fn flapping() {
     println!("| webhooks accepted | {accepted} ({failed} failed) in {:.2} s |", ingest.as_secs_f64());
     println!(
         "| alerts stored / counted on incidents / incidents | {} / {counted} / {} |",
-        bot.app.store.alert_count(),
+        bot.app.store.alert_count().unwrap(),
         incidents.len()
     );
     println!("| largest outbox (Slack calls queued) | {max_outbox} ({per_incident:.1} per incident) |");

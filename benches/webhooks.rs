@@ -12,7 +12,6 @@ use common::{datadog_webhook, peak_rss_mib, send_all, start_bot};
 
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox};
 use incident_commander::slack::egress::EgressLimits;
-use incident_commander::store::Store;
 
 const POLICY: &str = r#"
 [slack]
@@ -63,7 +62,7 @@ fn main() {
         println!("| alerts accepted (HTTP 200) | {accepted} ({failed} failed) |");
         println!("| ingest rate | {:.0} alerts/s |", accepted as f64 / ingest.as_secs_f64());
         println!("| all processed and delivered after | {:.2} s |", total.as_secs_f64());
-        println!("| alerts stored | {} |", app.store.alert_count());
+        println!("| alerts stored | {} |", app.store.alert_count().unwrap());
         println!("| incidents / threads opened | {} / {threads} |", incidents.len());
         println!("| messages posted (chat.postMessage) | {posts} (of which storm summaries: {storm_summaries}) |");
         println!("| header and summary edits sent (chat.update, after coalescing) | {updates} |");

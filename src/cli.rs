@@ -14,10 +14,10 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::app::clock::SystemClock;
-use crate::app::{RunningApp, Settings, SlackSettings};
 use crate::policy::{ConfigErrors, Policy};
 use crate::slack::egress::EgressLimits;
 use crate::slack::socket::SocketSettings;
+use crate::startup::{RunningApp, Settings, SlackSettings};
 
 /// Exit code for a bad policy file or bad input, like `promtool check config`.
 pub const EXIT_INVALID: u8 = 2;
@@ -225,7 +225,7 @@ fn simulate(payload: &Path, config: &Path, data_dir: Option<&Path>, at: DateTime
             }
         },
     };
-    match crate::simulate::simulate(&text, &policy, store.as_ref().map(|s| s as &dyn crate::store::Store), at) {
+    match crate::simulate::simulate(&text, &policy, store.as_ref().map(|s| s as &dyn crate::app::store::Store), at) {
         Ok(report) => {
             println!("{}", serde_json::to_string_pretty(&report).expect("JSON values serialize"));
             ExitCode::SUCCESS
@@ -238,7 +238,7 @@ fn simulate(payload: &Path, config: &Path, data_dir: Option<&Path>, at: DateTime
 }
 
 fn export(incident: &str, format: ExportFormat, data_dir: &Path) -> ExitCode {
-    use crate::store::Store;
+    use crate::app::store::Store;
     let id = match incident.parse::<crate::domain::ids::IncidentId>() {
         Ok(id) => id,
         Err(e) => {
@@ -336,9 +336,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let slack = slack_settings_from_env(&policy)?;
+    let store = crate::store::open_embedded(&args.data_dir)
+        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
     let settings = Settings {
         policy,
-        data_dir: args.data_dir,
         listen: args.listen,
         clock: Arc::new(SystemClock),
         tick_every: Duration::from_secs(1),
@@ -347,7 +348,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         datadog: datadog_settings_from_env()?,
     };
     let stop = shutdown_signal().context("cannot listen for SIGTERM")?;
-    let app = RunningApp::start(settings).await?;
+    let app = RunningApp::start(settings, store).await?;
     tracing::info!(addr = %app.addr, "incident-commander is running");
     stop.await;
     tracing::info!("stopping: finishing the event in hand");
@@ -427,7 +428,7 @@ fn slack_settings_from_env(policy: &Policy) -> anyhow::Result<Option<SlackSettin
 /// Datadog settings from `DD_API_KEY`, `DD_APP_KEY`, `DD_SITE`, `DD_API_URL`. Without both keys
 /// evidence is off (said once at startup). A bad Datadog setting never stops the bot: Slack
 /// handling runs, and evidence is off with a warning that names the setting and the fix.
-fn datadog_settings_from_env() -> anyhow::Result<Option<crate::app::DatadogSettings>> {
+fn datadog_settings_from_env() -> anyhow::Result<Option<crate::startup::DatadogSettings>> {
     let (Some(api_key), Some(app_key)) = (env_secret("DD_API_KEY"), env_secret("DD_APP_KEY")) else {
         return Ok(None);
     };
@@ -446,7 +447,7 @@ fn datadog_settings_from_env() -> anyhow::Result<Option<crate::app::DatadogSetti
             return Ok(None);
         }
     };
-    Ok(Some(crate::app::DatadogSettings {
+    Ok(Some(crate::startup::DatadogSettings {
         site,
         api_key,
         app_key,

@@ -13,7 +13,6 @@ use common::*;
 use incident_commander::app::clock::ManualClock;
 use incident_commander::domain::IncidentId;
 use incident_commander::sandbox::harness::{DatadogPost, Harness, HarnessOptions};
-use incident_commander::store::Store;
 use serde_json::json;
 
 #[tokio::test]

@@ -15,7 +15,6 @@ use incident_commander::domain::incident::EntryKind;
 use incident_commander::sandbox::datadog::{DatadogWorld, DdFault};
 use incident_commander::sandbox::harness::{DatadogPost, Harness, HarnessOptions};
 use incident_commander::sandbox::slack::StoredMessage;
-use incident_commander::store::Store;
 use proptest::prelude::*;
 
 proptest! {

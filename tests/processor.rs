@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use common::*;
 use incident_commander::app::clock::{Clock, ManualClock};
+use incident_commander::app::inbox::{InboxEvent, Origin};
 use incident_commander::app::metrics::Metrics;
-use incident_commander::app::processor::{DomainOnly, Processor};
-use incident_commander::app::{RunningApp, Settings};
+use incident_commander::app::outbox::SlackOp;
+use incident_commander::app::processor::{HandledAs, Processor};
+use incident_commander::app::request::DomainOnly;
+use incident_commander::app::store::{Acceptance, Store};
 use incident_commander::domain::alert::Transition;
 use incident_commander::domain::decide::{Action, Event};
 use incident_commander::domain::ids::{IncidentId, Priority};
-use incident_commander::store::{Acceptance, InboxEvent, Origin, SlackOp, SledStore, Store};
+use incident_commander::startup::{RunningApp, Settings};
+use incident_commander::store::SledStore;
 
 fn alert_event(monitor: &str) -> InboxEvent {
     InboxEvent::Domain {
@@ -35,7 +39,7 @@ fn accepted_event_survives_a_crash_and_is_processed_exactly_once() {
     if let Ok(dir) = std::env::var(CRASH_DIR) {
         let s = SledStore::open(Path::new(&dir)).unwrap();
         s.accept_event(&alert_event("500"), Some(("Ev500", t0() + mins(60)))).unwrap();
-        s.flush().unwrap();
+        s.persist().unwrap();
         std::process::abort();
     }
     let dir = tempfile::tempdir().unwrap();
@@ -53,10 +57,10 @@ fn accepted_event_survives_a_crash_and_is_processed_exactly_once() {
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
         let mut p = processor(store.clone(), clock.clone());
         let handled = p.step().unwrap().expect("the event from before the crash is waiting");
-        assert_eq!(handled.outcome, "changed");
+        assert_eq!(handled.outcome, HandledAs::Changed);
         assert_eq!(handled.incident, Some(IncidentId::FIRST));
         assert_eq!(p.step().unwrap(), None);
-        store.flush().unwrap();
+        store.persist().unwrap();
         let ops: Vec<&str> = store.pending_outbox().unwrap().iter().map(|(_, e)| e.op.method()).collect();
         assert_eq!(ops, ["chat.postMessage", "chat.postMessage"], "root message, then the header");
     }
@@ -104,8 +108,8 @@ fn refusals_are_answered_to_the_person_who_asked() {
             )
             .unwrap();
     }
-    let outcomes: Vec<&str> = std::iter::from_fn(|| p.step().unwrap()).map(|h| h.outcome).collect();
-    assert_eq!(outcomes, ["changed", "refused", "refused"]);
+    let outcomes: Vec<HandledAs> = std::iter::from_fn(|| p.step().unwrap()).map(|h| h.outcome).collect();
+    assert_eq!(outcomes, [HandledAs::Changed, HandledAs::Refused, HandledAs::Refused]);
     let answers: Vec<String> = store
         .pending_outbox()
         .unwrap()
@@ -129,7 +133,7 @@ fn timers_survive_a_restart_and_fire_on_the_tick() {
         let mut p = processor(store.clone(), clock.clone());
         store.accept_event(&alert_event("1"), None).unwrap();
         p.step().unwrap();
-        store.flush().unwrap();
+        store.persist().unwrap();
     }
     // A new process: deadlines come back from the stored incident.
     let store = Arc::new(SledStore::open(dir.path()).unwrap());
@@ -154,7 +158,6 @@ async fn running_app_answers_health_and_processes_accepted_events() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         policy: policy(),
-        data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         clock: Arc::new(ManualClock::new(t0())),
         tick_every: Duration::from_secs(3600),
@@ -162,7 +165,8 @@ async fn running_app_answers_health_and_processes_accepted_events() {
         webhook_token: None,
         datadog: None,
     };
-    let mut app = RunningApp::start(settings).await.unwrap();
+    let store = incident_commander::store::open_embedded(dir.path()).unwrap();
+    let mut app = RunningApp::start(settings, store).await.unwrap();
     let client = reqwest::Client::new();
     let health: serde_json::Value =
         client.get(format!("http://{}/healthz", app.addr)).send().await.unwrap().json().await.unwrap();

@@ -12,7 +12,6 @@ use incident_commander::sandbox::harness::{Harness, HarnessOptions};
 use incident_commander::sandbox::slack::{self, Fault, SandboxLimits, sign};
 use incident_commander::slack::blocks::escape_placeholders;
 use incident_commander::slack::egress::EgressLimits;
-use incident_commander::store::Store;
 use serde_json::json;
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
@@ -278,14 +277,12 @@ async fn startup_fails_clearly_on_a_bad_token() {
     incident_commander::tls::install_crypto_provider();
     let sandbox = incident_commander::sandbox::slack::SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
     sandbox.revoke_bot_token();
-    let dir = tempfile::tempdir().unwrap();
-    let settings = incident_commander::app::Settings {
+    let settings = incident_commander::startup::Settings {
         policy: policy(),
-        data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         clock: std::sync::Arc::new(incident_commander::app::clock::SystemClock),
         tick_every: Duration::from_secs(60),
-        slack: Some(incident_commander::app::SlackSettings {
+        slack: Some(incident_commander::startup::SlackSettings {
             api_url: sandbox.api_url(),
             bot_token: secrecy::SecretString::from(slack::BOT_TOKEN),
             signing_secret: Some(secrecy::SecretString::from(slack::SIGNING_SECRET)),
@@ -295,7 +292,8 @@ async fn startup_fails_clearly_on_a_bad_token() {
         webhook_token: None,
         datadog: None,
     };
-    let err = incident_commander::app::RunningApp::start(settings).await.err().expect("startup fails");
+    let store = std::sync::Arc::new(incident_commander::store::MemoryStore::new());
+    let err = incident_commander::startup::RunningApp::start(settings, store).await.err().expect("startup fails");
     let text = format!("{err:#}");
     assert!(text.contains("Slack refused SLACK_BOT_TOKEN (invalid_auth)"), "{text}");
 }

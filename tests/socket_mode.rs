@@ -68,7 +68,6 @@ async fn the_watchdog_replaces_a_silent_connection() {
 #[tokio::test]
 async fn socket_mode_reads_alert_messages_exactly_as_http_does() {
     use incident_commander::sandbox::harness::DatadogPost;
-    use incident_commander::store::Store;
     let mut seen = Vec::new();
     for options in [HarnessOptions::http(POLICY), HarnessOptions::socket(POLICY)] {
         let mut t = Harness::start(options).await;

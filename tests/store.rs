@@ -1,19 +1,24 @@
-//! The sled store: round trips, indexes, crash durability, dedupe expiry, versioned records.
+//! The store contract: every backend runs the same tests (`contract!` below), durable backends
+//! also the reopening and crash tests (`durable_contract!`). Then what is particular to sled (its
+//! directory lock) and to the record format every backend writes.
+//!
+//! A new backend adds one `contract!` line (and `durable_contract!` if it keeps data).
 
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use common::*;
+use incident_commander::app::inbox::{InboxEvent, Origin};
+use incident_commander::app::outbox::{ChannelRef, Delivery, MessageKey, OutboxEntry, SlackOp};
+use incident_commander::app::store::{Acceptance, Commit, LoggedAlert, Place, Store, StoreError, ThreadMessage};
 use incident_commander::domain::alert::Transition;
 use incident_commander::domain::decide::{Action, Context, Event, Outcome, State, decide};
 use incident_commander::domain::ids::{IncidentId, Priority};
-use incident_commander::domain::incident::Incident;
+use incident_commander::domain::incident::{Incident, MessagePart};
 use incident_commander::store::records::{decode, encode};
-use incident_commander::store::{
-    Acceptance, ChannelRef, Commit, Delivery, InboxEvent, MessageKey, Origin, OutboxEntry, SlackOp, SledStore, Store,
-    StoreError,
-};
+use incident_commander::store::{MemoryStore, SledStore};
 
 fn open_incident(n: u64) -> Incident {
     let policy = policy();
@@ -32,147 +37,351 @@ fn alert_event(monitor: &str) -> InboxEvent {
     }
 }
 
-fn store(dir: &Path) -> SledStore {
-    SledStore::open(dir).expect("store opens")
+fn root_key() -> MessageKey {
+    MessageKey::incident(IncidentId::FIRST, MessagePart::Root)
 }
 
-#[test]
-fn incident_round_trips_with_its_indexes() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path());
-    assert_eq!(s.next_incident_id().unwrap().to_string(), "INC-1");
-    let mut incident = open_incident(1);
-    incident.slack.thread_ts = Some("1700000000.000100".into());
-    incident.slack.header_ts = Some("1700000000.000200".into());
-    s.commit(Commit { incident: Some(incident.clone()), ..Commit::default() }).unwrap();
+/// The tests every backend passes, each on a fresh, empty store.
+mod contract {
+    use super::*;
 
-    assert_eq!(s.get_incident(incident.id).unwrap(), Some(incident.clone()));
-    assert_eq!(s.next_incident_id().unwrap().to_string(), "INC-2");
-    let fp = incident.alerts.as_ref().unwrap().fingerprints[0].clone();
-    assert_eq!(s.find_open_incident_by_fingerprint(&fp).unwrap().map(|i| i.id), Some(incident.id));
-    let ch = channel(ALERTS);
-    assert_eq!(s.find_incident_by_message(&ch, "1700000000.000100").unwrap().map(|i| i.id), Some(incident.id));
-    assert_eq!(s.find_incident_by_message(&ch, "1700000000.000200").unwrap().map(|i| i.id), Some(incident.id));
-    assert_eq!(s.find_incident_by_message(&ch, "1.0").unwrap(), None);
-    assert_eq!(s.open_incidents().unwrap().len(), 1);
-}
+    pub fn incident_round_trips_with_its_indexes(s: &dyn Store) {
+        assert_eq!(s.next_incident_id().unwrap().to_string(), "INC-1");
+        let mut incident = open_incident(1);
+        incident.slack.thread_ts = Some("1700000000.000100".into());
+        incident.slack.header_ts = Some("1700000000.000200".into());
+        incident.slack.incident_channel = Some(channel(FRONT));
+        s.commit(Commit { incident: Some(incident.clone()), ..Commit::default() }).unwrap();
 
-#[test]
-fn resolved_incident_leaves_the_fingerprint_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path());
-    let policy = policy();
-    let incident = open_incident(1);
-    let fp = incident.alerts.as_ref().unwrap().fingerprints[0].clone();
-    s.commit(Commit { incident: Some(incident.clone()), ..Commit::default() }).unwrap();
-    let mut resolved = incident.clone();
-    for action in [Action::Mitigated { note: None }, Action::Resolve { summary: None }] {
-        let event = Event::Act { by: user(ALICE), action };
-        resolved = match decide(State::Existing(&resolved), &event, Context::new(t0(), &policy)).unwrap() {
-            Outcome::Changed { incident, .. } => *incident,
-            other => panic!("{other:?}"),
-        };
+        assert_eq!(s.get_incident(incident.id).unwrap(), Some(incident.clone()));
+        assert_eq!(s.get_incident(IncidentId::new(2).unwrap()).unwrap(), None);
+        assert_eq!(s.next_incident_id().unwrap().to_string(), "INC-2");
+        let fp = incident.alerts.as_ref().unwrap().fingerprints[0].clone();
+        assert_eq!(s.find_open_incident_by_fingerprint(&fp).unwrap().map(|i| i.id), Some(incident.id));
+        let ch = channel(ALERTS);
+        let at = |place: Place| s.find_incident(&place).unwrap().map(|i| i.id);
+        assert_eq!(at(Place::message(&ch, "1700000000.000100")), Some(incident.id), "the thread parent");
+        assert_eq!(at(Place::message(&ch, "1700000000.000200")), Some(incident.id), "the header");
+        assert_eq!(at(Place::Channel(channel(FRONT))), Some(incident.id), "the dedicated channel");
+        assert_eq!(at(Place::message(&ch, "1.0")), None);
+        assert_eq!(at(Place::Channel(ch.clone())), None, "a thread's channel is not the incident's own");
+        assert_eq!(s.open_incidents().unwrap().len(), 1);
     }
-    s.commit(Commit { incident: Some(resolved), ..Commit::default() }).unwrap();
-    assert_eq!(s.find_open_incident_by_fingerprint(&fp).unwrap(), None, "a new alert opens a new incident");
-    assert!(s.open_incidents().unwrap().is_empty());
-    assert_eq!(s.all_incidents().unwrap().len(), 1);
-}
 
-#[test]
-fn commit_consumes_the_event_and_queues_calls_atomically() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path());
-    let Acceptance::Accepted(seq) = s.accept_event(&alert_event("100"), None).unwrap() else { panic!() };
-    assert_eq!(s.inbox_len(), 1);
-    let call = OutboxEntry {
-        incident: Some(IncidentId::FIRST),
-        op: SlackOp::PostMessage {
-            channel: ChannelRef::Id(channel(ALERTS)),
-            thread: None,
-            message: incident_commander::domain::messages::Message::text("hi"),
-            key: Some(MessageKey("INC-1/root".into())),
-        },
-        created_at: t0(),
-    };
-    let seqs = s
-        .commit(Commit {
+    pub fn incidents_list_oldest_first_and_ids_never_go_back(s: &dyn Store) {
+        for n in [1, 2, 3] {
+            s.commit(Commit { incident: Some(open_incident(n)), ..Commit::default() }).unwrap();
+        }
+        // Rewriting an old incident does not move the next id back.
+        s.commit(Commit { incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
+        let ids: Vec<String> = s.all_incidents().unwrap().iter().map(|i| i.id.to_string()).collect();
+        assert_eq!(ids, ["INC-1", "INC-2", "INC-3"]);
+        assert_eq!(s.next_incident_id().unwrap().to_string(), "INC-4");
+    }
+
+    pub fn resolved_incident_leaves_the_fingerprint_index(s: &dyn Store) {
+        let policy = policy();
+        let incident = open_incident(1);
+        let fp = incident.alerts.as_ref().unwrap().fingerprints[0].clone();
+        s.commit(Commit { incident: Some(incident.clone()), ..Commit::default() }).unwrap();
+        let mut resolved = incident.clone();
+        for action in [Action::Mitigated { note: None }, Action::Resolve { summary: None }] {
+            let event = Event::Act { by: user(ALICE), action };
+            resolved = match decide(State::Existing(&resolved), &event, Context::new(t0(), &policy)).unwrap() {
+                Outcome::Changed { incident, .. } => *incident,
+                other => panic!("{other:?}"),
+            };
+        }
+        s.commit(Commit { incident: Some(resolved), ..Commit::default() }).unwrap();
+        assert_eq!(s.find_open_incident_by_fingerprint(&fp).unwrap(), None, "a new alert opens a new incident");
+        assert!(s.open_incidents().unwrap().is_empty());
+        assert_eq!(s.all_incidents().unwrap().len(), 1);
+    }
+
+    pub fn commit_consumes_the_event_and_queues_calls_atomically(s: &dyn Store) {
+        let Acceptance::Accepted(seq) = s.accept_event(&alert_event("100"), None).unwrap() else { panic!() };
+        assert_eq!(s.inbox_len().unwrap(), 1);
+        let call = OutboxEntry {
+            incident: Some(IncidentId::FIRST),
+            op: SlackOp::PostMessage {
+                channel: ChannelRef::Id(channel(ALERTS)),
+                thread: None,
+                message: incident_commander::domain::messages::Message::text("hi"),
+                key: Some(root_key()),
+            },
+            created_at: t0(),
+        };
+        let seqs = s
+            .commit(Commit {
+                consumed: Some(seq),
+                incident: Some(open_incident(1)),
+                outbox: vec![call.clone(), call.clone()],
+                ..Commit::default()
+            })
+            .unwrap();
+        assert_eq!(seqs.len(), 2);
+        assert!(seqs[0] < seqs[1], "outbox positions grow");
+        assert_eq!(s.inbox_len().unwrap(), 0);
+        assert_eq!(s.next_inbox_event().unwrap(), None);
+        assert!(s.get_incident(IncidentId::FIRST).unwrap().is_some());
+        let pending = s.pending_outbox().unwrap();
+        assert_eq!(pending, vec![(seqs[0], call.clone()), (seqs[1], call)]);
+
+        // Completing a call remembers where it landed and reports it in the same write.
+        let delivery = Delivery { channel: Some(channel(ALERTS)), ts: Some("1700000000.000300".into()) };
+        let feedback = InboxEvent::delivered(Some(IncidentId::FIRST), &root_key(), &delivery).unwrap();
+        s.complete_outbox(seqs[0], Some((&root_key(), &delivery)), Some(&feedback)).unwrap();
+        assert_eq!(s.pending_outbox().unwrap().len(), 1);
+        assert_eq!(s.get_message_ref(&root_key()).unwrap(), Some(delivery.clone()));
+        assert_eq!(s.next_inbox_event().unwrap().map(|(_, e)| e), Some(feedback));
+        s.complete_outbox(seqs[1], None, None).unwrap();
+        assert!(s.pending_outbox().unwrap().is_empty());
+
+        // A reference remembered before the call completes (multi-step calls).
+        let channel_key = MessageKey::incident(IncidentId::FIRST, MessagePart::Channel);
+        assert_eq!(s.get_message_ref(&channel_key).unwrap(), None);
+        let created = Delivery { channel: Some(channel(FRONT)), ts: None };
+        s.put_message_ref(&channel_key, &created).unwrap();
+        assert_eq!(s.get_message_ref(&channel_key).unwrap(), Some(created));
+    }
+
+    pub fn the_inbox_is_oldest_first(s: &dyn Store) {
+        let batch: Vec<_> = ["1", "2", "3"].iter().map(|m| (alert_event(m), None)).collect();
+        let results = s.accept_events(&batch).unwrap();
+        let seqs: Vec<u64> = results
+            .iter()
+            .map(|r| match r {
+                Acceptance::Accepted(seq) => *seq,
+                Acceptance::Duplicate => panic!("no keys, no duplicates"),
+            })
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        for (seq, monitor) in seqs.iter().zip(["1", "2", "3"]) {
+            let (next, event) = s.next_inbox_event().unwrap().unwrap();
+            assert_eq!((next, event), (*seq, alert_event(monitor)));
+            s.commit(Commit { consumed: Some(next), ..Commit::default() }).unwrap();
+        }
+        assert_eq!(s.inbox_len().unwrap(), 0);
+        let Acceptance::Accepted(later) = s.accept_event(&alert_event("4"), None).unwrap() else { panic!() };
+        assert!(later > seqs[2], "positions keep growing after the inbox empties");
+    }
+
+    pub fn dedupe_keys_refuse_repeats_until_they_expire(s: &dyn Store) {
+        let until = t0() + mins(60);
+        assert!(matches!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Accepted(_)));
+        assert_eq!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Duplicate);
+        assert!(matches!(
+            s.accept_event(&alert_event("2"), Some(("Ev2", t0() + mins(120)))).unwrap(),
+            Acceptance::Accepted(_)
+        ));
+        assert_eq!(s.expire_dedupe_keys(t0() + mins(30)).unwrap(), 0, "nothing is due yet");
+        assert_eq!(s.expire_dedupe_keys(t0() + mins(61)).unwrap(), 1, "only Ev1 is past its time");
+        assert!(matches!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Accepted(_)));
+        assert_eq!(s.accept_event(&alert_event("2"), Some(("Ev2", until))).unwrap(), Acceptance::Duplicate);
+        assert_eq!(s.inbox_len().unwrap(), 3);
+        // Within one batch too: one webhook delivery carrying the same alert twice.
+        let key = |k: &str| Some((k.to_string(), until));
+        let batch = [(alert_event("5"), key("Ev5")), (alert_event("5"), key("Ev5")), (alert_event("6"), None)];
+        let results = s.accept_events(&batch).unwrap();
+        assert!(matches!(results[..], [Acceptance::Accepted(_), Acceptance::Duplicate, Acceptance::Accepted(_)]));
+    }
+
+    pub fn dead_letters_keep_the_event_and_its_reason(s: &dyn Store) {
+        let Acceptance::Accepted(seq) = s.accept_event(&alert_event("9"), None).unwrap() else { panic!() };
+        s.commit(Commit {
             consumed: Some(seq),
-            incident: Some(open_incident(1)),
-            outbox: vec![call.clone()],
+            dead_letter: Some("decide panicked: boom".into()),
             ..Commit::default()
         })
         .unwrap();
-    assert_eq!(seqs.len(), 1);
-    assert_eq!(s.inbox_len(), 0);
-    let pending = s.pending_outbox().unwrap();
-    assert_eq!(pending, vec![(seqs[0], call)]);
-    let delivery = Delivery { channel: Some(channel(ALERTS)), ts: Some("1700000000.000300".into()) };
-    s.complete_outbox(seqs[0], Some((&MessageKey("INC-1/root".into()), &delivery)), None).unwrap();
-    assert!(s.pending_outbox().unwrap().is_empty());
-    assert_eq!(s.get_message_ref(&MessageKey("INC-1/root".into())).unwrap(), Some(delivery));
-}
-
-#[test]
-fn dedupe_keys_refuse_repeats_until_they_expire() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(dir.path());
-    let until = t0() + mins(60);
-    assert!(matches!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Accepted(_)));
-    assert_eq!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Duplicate);
-    assert!(matches!(
-        s.accept_event(&alert_event("2"), Some(("Ev2", t0() + mins(120)))).unwrap(),
-        Acceptance::Accepted(_)
-    ));
-    assert_eq!(s.expire_dedupe_keys(t0() + mins(30)).unwrap(), 0, "nothing is due yet");
-    assert_eq!(s.expire_dedupe_keys(t0() + mins(61)).unwrap(), 1, "only Ev1 is past its time");
-    assert!(matches!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Accepted(_)));
-    assert_eq!(s.accept_event(&alert_event("2"), Some(("Ev2", until))).unwrap(), Acceptance::Duplicate);
-    assert_eq!(s.inbox_len(), 3);
-}
-
-#[test]
-fn data_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let s = store(dir.path());
-        s.commit(Commit { incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
-        s.accept_event(&alert_event("7"), Some(("Ev7", t0() + mins(60)))).unwrap();
-        s.flush().unwrap();
+        assert_eq!(s.inbox_len().unwrap(), 0, "a dead letter is not retried");
+        let dead = s.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (dead[0].seq, dead[0].reason.as_str(), &dead[0].event),
+            (seq, "decide panicked: boom", &alert_event("9"))
+        );
     }
-    let s = store(dir.path());
-    assert!(s.get_incident(IncidentId::FIRST).unwrap().is_some());
-    assert_eq!(s.next_incident_id().unwrap().to_string(), "INC-2");
-    assert_eq!(s.inbox_len(), 1);
-    assert_eq!(s.accept_event(&alert_event("7"), Some(("Ev7", t0() + mins(60)))).unwrap(), Acceptance::Duplicate);
+
+    pub fn the_alert_log_keeps_every_alert_and_an_edit_replaces_its_record(s: &dyn Store) {
+        let posted = slack_alert("77", Transition::Triggered, "1700000000.000400");
+        let logged = |alert: &incident_commander::domain::alert::Alert| LoggedAlert {
+            alert: alert.clone(),
+            incident: Some(IncidentId::FIRST),
+            ignored: None,
+        };
+        s.commit(Commit { alert: Some(logged(&posted)), ..Commit::default() }).unwrap();
+        let webhook = webhook_alert("78", Transition::Triggered, Priority::P2, &[]);
+        s.commit(Commit {
+            alert: Some(LoggedAlert { alert: webhook, incident: None, ignored: Some("no team".into()) }),
+            ..Commit::default()
+        })
+        .unwrap();
+        assert_eq!(s.alert_count().unwrap(), 2);
+        let found = s.find_alert_by_message(&channel(ALERTS), "1700000000.000400").unwrap();
+        assert_eq!(found, Some(logged(&posted)));
+        let mut edited = posted.clone();
+        edited.transition = Transition::Recovered;
+        s.commit(Commit { alert_update: Some(logged(&edited)), ..Commit::default() }).unwrap();
+        assert_eq!(s.alert_count().unwrap(), 2, "an edit is not a new alert");
+        let found = s.find_alert_by_message(&channel(ALERTS), "1700000000.000400").unwrap().unwrap();
+        assert_eq!(found.alert.transition, Transition::Recovered);
+        // An edit of a message the log never had is dropped.
+        let stranger = slack_alert("79", Transition::Triggered, "1700000000.000999");
+        s.commit(Commit { alert_update: Some(logged(&stranger)), ..Commit::default() }).unwrap();
+        assert_eq!(s.find_alert_by_message(&channel(ALERTS), "1700000000.000999").unwrap(), None);
+        assert_eq!(s.alert_count().unwrap(), 2);
+    }
+
+    pub fn thread_messages_are_remembered_for_pins(s: &dyn Store) {
+        let message = ThreadMessage {
+            incident: IncidentId::FIRST,
+            channel: channel(ALERTS),
+            ts: "1700000000.000500".into(),
+            user: Some(user(BOB)),
+            text: "rolled back orders-api".into(),
+        };
+        s.commit(Commit { thread_message: Some(message.clone()), ..Commit::default() }).unwrap();
+        assert_eq!(s.find_thread_message(&channel(ALERTS), "1700000000.000500").unwrap(), Some(message));
+        assert_eq!(s.find_thread_message(&channel(ALERTS), "1700000000.000501").unwrap(), None);
+    }
+
+    /// Durable backends: `open` opens the same data every time (the previous handle is dropped
+    /// first).
+    pub fn data_survives_reopening(open: &dyn Fn() -> Arc<dyn Store>) {
+        {
+            let s = open();
+            s.commit(Commit { incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
+            s.accept_event(&alert_event("7"), Some(("Ev7", t0() + mins(60)))).unwrap();
+            s.put_message_ref(&root_key(), &Delivery { channel: Some(channel(ALERTS)), ts: Some("1.2".into()) })
+                .unwrap();
+            s.persist().unwrap();
+        }
+        let s = open();
+        assert!(s.get_incident(IncidentId::FIRST).unwrap().is_some());
+        assert_eq!(s.next_incident_id().unwrap().to_string(), "INC-2");
+        assert_eq!(s.inbox_len().unwrap(), 1);
+        assert!(s.get_message_ref(&root_key()).unwrap().is_some());
+        assert_eq!(s.accept_event(&alert_event("7"), Some(("Ev7", t0() + mins(60)))).unwrap(), Acceptance::Duplicate);
+    }
+}
+
+/// Runs the contract on a backend; `$open` makes a fresh store (and whatever keeps it alive).
+macro_rules! contract {
+    ($backend:ident, $open:expr) => {
+        mod $backend {
+            use super::*;
+
+            fn fresh() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+                $open()
+            }
+
+            #[test]
+            fn incident_round_trips_with_its_indexes() {
+                contract::incident_round_trips_with_its_indexes(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn incidents_list_oldest_first_and_ids_never_go_back() {
+                contract::incidents_list_oldest_first_and_ids_never_go_back(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn resolved_incident_leaves_the_fingerprint_index() {
+                contract::resolved_incident_leaves_the_fingerprint_index(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn commit_consumes_the_event_and_queues_calls_atomically() {
+                contract::commit_consumes_the_event_and_queues_calls_atomically(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn the_inbox_is_oldest_first() {
+                contract::the_inbox_is_oldest_first(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn dedupe_keys_refuse_repeats_until_they_expire() {
+                contract::dedupe_keys_refuse_repeats_until_they_expire(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn dead_letters_keep_the_event_and_its_reason() {
+                contract::dead_letters_keep_the_event_and_its_reason(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn the_alert_log_keeps_every_alert_and_an_edit_replaces_its_record() {
+                contract::the_alert_log_keeps_every_alert_and_an_edit_replaces_its_record(fresh().0.as_ref());
+            }
+
+            #[test]
+            fn thread_messages_are_remembered_for_pins() {
+                contract::thread_messages_are_remembered_for_pins(fresh().0.as_ref());
+            }
+        }
+    };
+}
+
+contract!(memory, || (Arc::new(MemoryStore::new()) as Arc<dyn Store>, Box::new(()) as Box<dyn std::any::Any>));
+contract!(sled, || {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    (store, Box::new(dir) as Box<dyn std::any::Any>)
+});
+
+#[test]
+fn sled_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    contract::data_survives_reopening(&|| Arc::new(SledStore::open(&path).unwrap()));
 }
 
 /// Set in the child process of the crash test: where to write before aborting.
 const CRASH_DIR: &str = "INCIDENT_COMMANDER_TEST_CRASH_DIR";
 
 #[test]
-fn acknowledged_write_survives_a_crash() {
+fn sled_acknowledged_write_survives_a_crash() {
     if let Ok(dir) = std::env::var(CRASH_DIR) {
         // Child: accept, make durable (what ingress does before answering 200), then die without
         // running destructors or a clean shutdown.
-        let s = store(Path::new(&dir));
+        let s = SledStore::open(Path::new(&dir)).unwrap();
         s.accept_event(&alert_event("42"), Some(("EvCrash", t0() + mins(60)))).unwrap();
-        s.flush().unwrap();
+        s.persist().unwrap();
         std::process::abort();
     }
     let dir = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "acknowledged_write_survives_a_crash", "--nocapture"])
+        .args(["--exact", "sled_acknowledged_write_survives_a_crash", "--nocapture"])
         .env(CRASH_DIR, dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(!status.success(), "the child aborts");
-    let s = store(dir.path());
+    let s = SledStore::open(dir.path()).unwrap();
     let (_, event) = s.next_inbox_event().unwrap().expect("the acknowledged event is on disk");
     assert_eq!(event, alert_event("42"));
     assert_eq!(s.accept_event(&alert_event("42"), Some(("EvCrash", t0() + mins(60)))).unwrap(), Acceptance::Duplicate);
+}
+
+#[test]
+fn a_held_sled_directory_is_refused_and_a_released_one_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SledStore::open(dir.path()).unwrap();
+    // sled holds an exclusive lock; a second open in any process fails with a clear message
+    // (after a short wait, cut here to 50 ms).
+    let second = SledStore::open_waiting(dir.path(), std::time::Duration::from_millis(50));
+    let Err(err) = second else { panic!("two stores on one directory") };
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use by another incident-commander process"), "{err}");
+    first.commit(Commit { incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
+    first.persist().unwrap();
+    drop(first);
+    // Reopening right after the last handle drops waits for sled's threads to let go.
+    let again = SledStore::open(dir.path()).unwrap();
+    assert!(again.get_incident(IncidentId::FIRST).unwrap().is_some(), "the data is there after reopening");
 }
 
 /// Bytes written by each released record version, read back by this build.
@@ -184,6 +393,15 @@ fn version_1_records_from_disk_still_read() {
     assert_eq!(incident.alerts.as_ref().unwrap().count, 1);
     let event: InboxEvent = decode(include_bytes!("data/inbox_event_v1.json")).expect("v1 inbox event reads");
     assert!(matches!(event, InboxEvent::Domain { event, .. } if matches!(*event, Event::Alert(_))));
+    // Message keys were always written as text.
+    let entry: OutboxEntry = serde_json::from_value(serde_json::json!({
+        "incident": 3, "created_at": "2026-11-04T10:00:00Z",
+        "op": {"op": "update_message", "channel": {"Id": "C0ALERTS1"}, "key": "INC-3/header",
+               "message": {"text": "x", "blocks": []}}
+    }))
+    .expect("an outbox entry as written before message keys were typed");
+    let SlackOp::UpdateMessage { key, .. } = entry.op else { panic!("{:?}", entry.op) };
+    assert_eq!(key, MessageKey::incident(IncidentId::new(3).unwrap(), MessagePart::Header));
 }
 
 #[test]
@@ -204,22 +422,4 @@ fn regenerate_test_data() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     std::fs::write(dir.join("incident_v1.json"), encode(&open_incident(1))).unwrap();
     std::fs::write(dir.join("inbox_event_v1.json"), encode(&alert_event("100"))).unwrap();
-}
-
-#[test]
-fn a_held_data_directory_is_refused_and_a_released_one_reopens() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = store(dir.path());
-    // sled holds an exclusive lock; a second open in any process fails with a clear message
-    // (after a short wait, cut here to 50 ms).
-    let second = SledStore::open_waiting(dir.path(), std::time::Duration::from_millis(50));
-    let Err(err) = second else { panic!("two stores on one directory") };
-    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
-    assert!(err.to_string().contains("in use by another incident-commander process"), "{err}");
-    first.commit(Commit { incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
-    first.flush().unwrap();
-    drop(first);
-    // Reopening right after the last handle drops waits for sled's threads to let go.
-    let again = store(dir.path());
-    assert!(again.get_incident(IncidentId::FIRST).unwrap().is_some(), "the data is there after reopening");
 }

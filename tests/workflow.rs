@@ -12,7 +12,6 @@ use incident_commander::domain::ids::{IncidentId, Severity};
 use incident_commander::domain::incident::{EntryKind, RootCause, Status};
 use incident_commander::sandbox::harness::{DatadogPost, Harness, HarnessOptions};
 use incident_commander::sandbox::slack::{self, StoredMessage};
-use incident_commander::store::Store;
 
 fn alert(transition: &str, priority: u8) -> DatadogPost {
     DatadogPost::new(

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use incident_commander::app::clock::SystemClock;
-use incident_commander::app::{RunningApp, Settings};
 use incident_commander::policy::Policy;
 use incident_commander::sandbox::slack::SlackSandbox;
 use incident_commander::slack::egress::EgressLimits;
+use incident_commander::startup::{RunningApp, Settings};
 use serde_json::json;
 
 /// Starts the bot on the machine's clock against `sandbox`, with its data in a temporary
@@ -24,7 +24,6 @@ pub async fn start_bot(
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         policy: Policy::parse(policy).unwrap(),
-        data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         clock: Arc::new(SystemClock),
         tick_every,
@@ -32,7 +31,8 @@ pub async fn start_bot(
         webhook_token: webhook_token.map(secrecy::SecretString::from),
         datadog: None,
     };
-    (RunningApp::start(settings).await.unwrap(), dir)
+    let store = incident_commander::store::open_embedded(dir.path()).unwrap();
+    (RunningApp::start(settings, store).await.unwrap(), dir)
 }
 
 /// Peak resident set size of this process (`VmHWM`), in MiB.

@@ -1,4 +1,5 @@
-//! The front door of the processor: accept an event durably, then wake the processor.
+//! The front door of the processor: the events the inbox holds, accepting them durably, and
+//! waking the processor.
 //!
 //! Durability is batched (group commit): every caller waits for a flush that started after its
 //! write, and one flush serves every write that arrived while the previous one ran.
@@ -9,9 +10,85 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use serde::{Deserialize, Serialize};
+
 use super::clock::Clock;
 use super::metrics::{KindLabel, Metrics};
-use crate::store::{Acceptance, InboxEvent, Store, StoreError};
+use super::outbox::{Delivery, MessageKey, OutboxSeq};
+use super::store::{Acceptance, Store, StoreError};
+use crate::domain::decide::Event;
+use crate::domain::ids::{ChannelId, IncidentId, UserId};
+use crate::domain::incident::MessagePart;
+
+/// Position of an event in the inbox; later events have larger numbers, across restarts too.
+pub type InboxSeq = u64;
+
+/// An event accepted by ingress and not yet processed. It is on disk before the sender gets its
+/// acknowledgement, so nothing accepted is lost. Chat payloads are kept as the chat sent them and
+/// read by the processor, so a better reading of a payload also applies to the ones waiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InboxEvent {
+    /// A domain event produced directly (alert webhooks, evidence, the CLI, tests), about
+    /// `incident` when set.
+    Domain { event: Box<Event>, incident: Option<IncidentId>, origin: Origin },
+    /// A Slack Events API `event` object (message, reaction_added, app_mention, ...).
+    SlackEvent { event_id: String, event: serde_json::Value },
+    /// A slash command invocation.
+    SlashCommand { command: SlashCommand },
+    /// A Block Kit interaction (button, select, modal submission), the `payload` JSON.
+    Interaction { payload: serde_json::Value },
+    /// Egress delivered a message the incident needs to know about (its ts).
+    Delivered { incident: IncidentId, key: MessageKey, channel: ChannelId, ts: String },
+}
+
+impl InboxEvent {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InboxEvent::Domain { .. } => "domain",
+            InboxEvent::SlackEvent { .. } => "slack_event",
+            InboxEvent::SlashCommand { .. } => "slash_command",
+            InboxEvent::Interaction { .. } => "interaction",
+            InboxEvent::Delivered { .. } => "delivered",
+        }
+    }
+
+    /// What egress reports back after delivering one of an incident's messages: where its
+    /// thread root, header or dedicated channel landed. Other deliveries need no report.
+    pub fn delivered(incident: Option<IncidentId>, key: &MessageKey, delivery: &Delivery) -> Option<InboxEvent> {
+        let part = key.part()?;
+        if !matches!(part, MessagePart::Root | MessagePart::Header | MessagePart::Channel) {
+            return None;
+        }
+        Some(InboxEvent::Delivered {
+            incident: incident?,
+            key: key.clone(),
+            channel: delivery.channel.clone()?,
+            ts: delivery.ts.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// Where an event came from, so answers go back to the right person and place.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub user: Option<UserId>,
+    pub channel: Option<ChannelId>,
+    pub thread_ts: Option<String>,
+    /// Slash commands and interactions carry a URL for delayed answers.
+    pub response_url: Option<String>,
+}
+
+/// A slash command invocation, as the chat sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlashCommand {
+    pub command: String,
+    pub text: String,
+    pub user_id: UserId,
+    pub channel_id: ChannelId,
+    pub response_url: Option<String>,
+    pub trigger_id: Option<String>,
+}
 
 type FlushWaiter = oneshot::Sender<Result<(), String>>;
 
@@ -37,7 +114,7 @@ impl GroupCommit {
                     waiters.push(more);
                 }
                 let store = store.clone();
-                let result = tokio::task::spawn_blocking(move || store.flush())
+                let result = tokio::task::spawn_blocking(move || store.persist())
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
@@ -92,9 +169,14 @@ impl Inbox {
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
-    ) -> Inbox {
-        let backlog = store.inbox_len() as u64;
-        Inbox { store, commit, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) }
+    ) -> Result<Inbox, StoreError> {
+        let backlog = store.inbox_len()? as u64;
+        Ok(Inbox { store, commit, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) })
+    }
+
+    /// The group commit this inbox makes events durable with.
+    pub fn group_commit(&self) -> &GroupCommit {
+        &self.commit
     }
 
     /// The time on the bot's clock, for what ingress stamps on arrival.
@@ -107,22 +189,46 @@ impl Inbox {
         self.accepted.load(Ordering::SeqCst)
     }
 
-    /// Counts an event another component is about to put in the inbox directly.
-    pub fn count_direct(&self) {
-        self.accepted.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Takes back [`Inbox::count_direct`] when the write failed.
-    pub fn uncount_direct(&self) {
-        self.accepted.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Makes writes made directly on the store durable and wakes the processor (egress uses this
-    /// after recording delivery feedback).
-    pub async fn flush_and_wake(&self) -> Result<(), AcceptError> {
-        self.commit.flush().await.map_err(AcceptError::Flush)?;
-        self.wake.notify_one();
-        Ok(())
+    /// Records a finished outbox call (egress): removes it, remembers what Slack answered under
+    /// its key, and, when the incident needs to know where the message landed, puts that feedback
+    /// in the inbox in the same write, made durable before the processor is woken for it.
+    pub async fn complete_delivery(
+        &self,
+        seq: OutboxSeq,
+        incident: Option<IncidentId>,
+        remember: Option<(MessageKey, Delivery)>,
+    ) -> Result<(), AcceptError> {
+        let feedback = remember.as_ref().and_then(|(k, d)| InboxEvent::delivered(incident, k, d));
+        let kind = feedback.as_ref().map(|e| KindLabel { kind: e.kind().to_string() });
+        if feedback.is_some() {
+            // Counted before the write, so a waiter never sees the processor's count pass it.
+            self.accepted.fetch_add(1, Ordering::SeqCst);
+        }
+        let store = self.store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            store.complete_outbox(seq, remember.as_ref().map(|(k, d)| (k, d)), feedback.as_ref())
+        })
+        .await
+        .map_err(|e| AcceptError::Flush(e.to_string()))
+        .and_then(|r| r.map_err(AcceptError::from));
+        match (written, kind) {
+            (Err(e), Some(_)) => {
+                self.accepted.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+            (Ok(()), None) => Ok(()),
+            (Ok(()), Some(kind)) => {
+                // The write is done: a failed flush is not retried here (that would report the
+                // delivery twice); the next flush, or the store's own, carries it.
+                if let Err(e) = self.commit.flush().await {
+                    tracing::warn!(error = e.as_str(), "cannot flush a delivery report yet");
+                }
+                self.metrics.events_accepted.get_or_create(&kind).inc();
+                self.wake.notify_one();
+                Ok(())
+            }
+        }
     }
 
     /// Like [`Inbox::accept`] for several events at once, in one transaction and one flush.
@@ -153,26 +259,7 @@ impl Inbox {
     /// Stores the event (refusing a duplicate `dedupe_key`), waits until it is on disk, and wakes
     /// the processor. When this returns `Accepted`, the event will be processed even after a crash.
     pub async fn accept(&self, event: InboxEvent, dedupe_key: Option<&str>) -> Result<Acceptance, AcceptError> {
-        let now = self.clock.now();
-        let kind = KindLabel { kind: event.kind().to_string() };
-        let store = self.store.clone();
-        let key = dedupe_key.map(str::to_string);
-        let acceptance = tokio::task::spawn_blocking(move || {
-            store.accept_event(&event, key.as_deref().map(|k| (k, now + DEDUPE_WINDOW)))
-        })
-        .await
-        .map_err(|e| AcceptError::Flush(e.to_string()))??;
-        match acceptance {
-            Acceptance::Accepted(_) => {
-                self.accepted.fetch_add(1, Ordering::SeqCst);
-                self.commit.flush().await.map_err(AcceptError::Flush)?;
-                self.metrics.events_accepted.get_or_create(&kind).inc();
-                self.wake.notify_one();
-            }
-            Acceptance::Duplicate => {
-                self.metrics.events_duplicate.get_or_create(&kind).inc();
-            }
-        }
-        Ok(acceptance)
+        let mut results = self.accept_many(vec![(event, dedupe_key.map(str::to_string))]).await?;
+        Ok(results.pop().unwrap_or(Acceptance::Duplicate))
     }
 }

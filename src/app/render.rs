@@ -2,27 +2,23 @@
 
 use chrono::{DateTime, Utc};
 
+use super::inbox::Origin;
+use super::outbox::{ChannelRef, MessageKey, OutboxEntry, SlackOp, ThreadRef};
 use crate::domain::decide::Effect;
-use crate::domain::incident::{Actor, Incident};
+use crate::domain::incident::{Actor, Incident, MessagePart};
 use crate::domain::messages::{self, Message};
 use crate::domain::postmortem::postmortem_markdown;
-use crate::store::{ChannelRef, MessageKey, Origin, OutboxEntry, SlackOp, ThreadRef};
 
-/// Message keys of an incident's own messages.
-pub fn root_key(incident: &Incident) -> MessageKey {
-    MessageKey::for_incident(incident.id, "root")
+fn key(incident: &Incident, part: MessagePart) -> MessageKey {
+    MessageKey::incident(incident.id, part)
 }
 
-pub fn header_key(incident: &Incident) -> MessageKey {
-    MessageKey::for_incident(incident.id, "header")
-}
-
-pub fn channel_key(incident: &Incident) -> MessageKey {
-    MessageKey::for_incident(incident.id, "channel")
+fn root_key(incident: &Incident) -> MessageKey {
+    key(incident, MessagePart::Root)
 }
 
 /// The thread parent: the alert message, or the root the bot posted (by key until its ts is known).
-pub fn thread_of(incident: &Incident) -> ThreadRef {
+fn thread_of(incident: &Incident) -> ThreadRef {
     match &incident.slack.thread_ts {
         Some(ts) => ThreadRef::Ts(ts.clone()),
         None => ThreadRef::Message(root_key(incident)),
@@ -50,6 +46,27 @@ pub fn incident_channel_name(incident: &Incident) -> String {
     let room = 80 - prefix.len();
     let slug: String = slug.trim_end_matches('-').chars().take(room.min(40)).collect();
     format!("{prefix}{}", slug.trim_end_matches('-'))
+}
+
+/// The calls for the channel-wide effects of a decision (storm summaries): no incident's.
+pub fn channel_entries(effects: &[Effect], now: DateTime<Utc>) -> Vec<OutboxEntry> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::StormSummary { channel, storm, text, first } => {
+                let key = MessageKey::Storm { channel: channel.clone(), storm: *storm };
+                let message = Message::text(text.clone());
+                let channel = ChannelRef::Id(channel.clone());
+                Some(if *first {
+                    SlackOp::PostMessage { channel, thread: None, message, key: Some(key) }
+                } else {
+                    SlackOp::UpdateMessage { channel, key, message }
+                })
+            }
+            _ => None,
+        })
+        .map(|op| OutboxEntry { incident: None, op, created_at: now })
+        .collect()
 }
 
 /// The calls for one decision. `is_new` says whether the incident was opened by it (the header is
@@ -83,12 +100,12 @@ pub fn outbox_entries(
                         channel: ChannelRef::Id(channel.clone()),
                         thread: Some(thread.clone()),
                         message,
-                        key: Some(header_key(incident)),
+                        key: Some(key(incident, MessagePart::Header)),
                     }
                 } else {
                     SlackOp::UpdateMessage {
                         channel: ChannelRef::Id(channel.clone()),
-                        key: header_key(incident),
+                        key: key(incident, MessagePart::Header),
                         message,
                     }
                 }));
@@ -106,14 +123,14 @@ pub fn outbox_entries(
             Effect::CreateIncidentChannel => {
                 let invite = [&incident.commander, &incident.investigator].into_iter().flatten().cloned().collect();
                 out.push(entry(SlackOp::CreateChannel {
-                    key: channel_key(incident),
+                    key: key(incident, MessagePart::Channel),
                     name: incident_channel_name(incident),
                     invite,
                     purpose: format!("{} · {} · {}", incident.id, incident.severity, incident.title),
                 }));
             }
             Effect::InviteToChannel(users) => out.push(entry(SlackOp::Invite {
-                channel: ChannelRef::Created(channel_key(incident)),
+                channel: ChannelRef::Created(key(incident, MessagePart::Channel)),
                 users: users.clone(),
             })),
             Effect::SuggestSeverity { severity, reason } => out.push(entry(SlackOp::PostMessage {
@@ -124,11 +141,11 @@ pub fn outbox_entries(
             })),
             Effect::UpdatePostmortem => out.push(entry(SlackOp::UpdateMessage {
                 channel: ChannelRef::Id(channel.clone()),
-                key: MessageKey::for_incident(incident.id, "postmortem"),
+                key: key(incident, MessagePart::Postmortem),
                 message: postmortem(incident),
             })),
             Effect::PublishEvidence { text, first } => {
-                let key = MessageKey::for_incident(incident.id, "evidence");
+                let key = key(incident, MessagePart::Evidence);
                 let message = Message::text(text.clone());
                 out.push(entry(if *first {
                     SlackOp::PostMessage {
@@ -147,8 +164,20 @@ pub fn outbox_entries(
                 channel: ChannelRef::Id(channel.clone()),
                 thread: Some(thread.clone()),
                 message: postmortem(incident),
-                key: Some(MessageKey::for_incident(incident.id, "postmortem")),
+                key: Some(key(incident, MessagePart::Postmortem)),
             })),
+            Effect::PostInIncidentChannel(text) => {
+                if let Some(room) = &incident.slack.incident_channel {
+                    out.push(entry(SlackOp::PostMessage {
+                        channel: ChannelRef::Id(room.clone()),
+                        thread: None,
+                        message: Message::text(text.clone()),
+                        key: None,
+                    }))
+                }
+            }
+            // Not the incident's message: see `channel_entries`.
+            Effect::StormSummary { .. } => {}
         }
     }
     out

@@ -1,105 +1,24 @@
-//! Gathering an incident's evidence: representative failing traces and per-customer error ratios,
-//! in at most three requests, then handing the result back to the processor as an event.
+//! Gathering an incident's evidence from Datadog: representative failing traces followed across
+//! the services they touched, and per-customer error ratios, in at most three requests. This is
+//! the Datadog [`EvidenceSource`]; the worker that runs it is the application's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use super::{DatadogClient, DatadogError, GroupBy};
-use crate::app::clock::Clock;
-use crate::app::inbox::Inbox;
-use crate::app::metrics::Metrics;
-use crate::domain::decide::Event;
+use crate::app::evidence::{EvidenceJob, EvidenceSource};
 use crate::domain::evidence::{
     CustomerCount, ErrorOrigin, Evidence, Hop, NO_CUSTOMER, OTHER_CUSTOMERS, TraceRead, TraceSample, VersionCount,
     blast_radius, pick_traces, top_frame, version_verdict,
 };
-use crate::domain::ids::IncidentId;
-use crate::domain::incident::{EvidencePurpose, Incident};
-use crate::policy::DatadogPolicy;
-use crate::store::{InboxEvent, Origin};
+use crate::domain::policy::DatadogPolicy;
 
 /// Error spans read per search; the representative traces are picked from them.
 pub const SEARCH_LIMIT: u32 = 50;
 /// Customers per aggregation (the rest are not shown individually anyway).
 pub const CUSTOMER_BUCKETS: u32 = 100;
-/// Evidence gathered at once; more wait their turn.
-pub const CONCURRENT_JOBS: usize = 4;
-/// The widest window asked about, whatever the alert's timestamps say (clock skew, old alerts).
-pub const MAX_WINDOW: TimeDelta = TimeDelta::hours(6);
-
-/// Jobs handed to the worker whose answer has not reached the inbox yet, so callers waiting
-/// for the bot to settle can tell. A watch channel, so a waiter also wakes when the count falls
-/// (the answer can be processed before the worker marks its job finished).
-#[derive(Debug, Clone)]
-pub struct InFlight(Arc<tokio::sync::watch::Sender<u64>>);
-
-impl Default for InFlight {
-    fn default() -> Self {
-        InFlight(Arc::new(tokio::sync::watch::Sender::new(0)))
-    }
-}
-
-impl InFlight {
-    pub fn count(&self) -> u64 {
-        *self.0.borrow()
-    }
-
-    pub fn started(&self) {
-        self.0.send_modify(|n| *n += 1);
-    }
-
-    pub fn finished(&self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-
-    /// Changes of the count, for waiting on it.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.0.subscribe()
-    }
-}
-
-/// What to ask Datadog about, for one incident.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EvidenceJob {
-    pub incident: IncidentId,
-    pub purpose: EvidencePurpose,
-    pub service: Option<String>,
-    pub env: Option<String>,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-}
-
-impl EvidenceJob {
-    /// The window runs from `window_before` ahead of the first alert to now (or the resolution).
-    pub fn for_incident(
-        incident: &Incident,
-        purpose: EvidencePurpose,
-        now: DateTime<Utc>,
-        dd: &DatadogPolicy,
-    ) -> EvidenceJob {
-        let to = incident.resolved_at.unwrap_or(now);
-        // The first alert anchors the window, as long as its clock agrees with ours.
-        let first =
-            incident.alerts.as_ref().map(|a| a.first_seen).unwrap_or(incident.opened_at).clamp(to - MAX_WINDOW, to);
-        let from = (first - dd.window_before).max(to - MAX_WINDOW - dd.window_before);
-        let to = to.max(from + TimeDelta::minutes(1));
-        EvidenceJob {
-            incident: incident.id,
-            purpose,
-            service: incident.alerts.as_ref().and_then(|a| a.service.clone()),
-            env: incident.alerts.as_ref().and_then(|a| a.env.clone()).or_else(|| dd.env.clone()),
-            from,
-            to,
-        }
-    }
-}
-
 /// The `missing` value asked for in the customer grouping: spans without the customer facet.
 pub const NO_CUSTOMER_KEY: &str = "__incident_commander_no_customer__";
 /// The `total` value asked for in the customer grouping: every matching span, listed customers
@@ -514,55 +433,20 @@ pub async fn gather(
     })
 }
 
-/// Starts the worker that gathers evidence for jobs and puts the results in the inbox.
-pub fn spawn_worker(
-    client: Arc<DatadogClient>,
-    dd: DatadogPolicy,
-    inbox: Inbox,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    in_flight: InFlight,
-    shutdown: CancellationToken,
-) -> (mpsc::UnboundedSender<EvidenceJob>, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<EvidenceJob>();
-    let handle = tokio::spawn(async move {
-        let permits = Arc::new(Semaphore::new(CONCURRENT_JOBS));
-        let tasks = tokio_util::task::TaskTracker::new();
-        loop {
-            let job = tokio::select! {
-                j = rx.recv() => j,
-                _ = shutdown.cancelled() => None,
-            };
-            let Some(job) = job else { break };
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
-            let (client, dd, inbox, clock, metrics) =
-                (client.clone(), dd.clone(), inbox.clone(), clock.clone(), metrics.clone());
-            let in_flight = in_flight.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                let result = gather(&client, &dd, &job, clock.now()).await;
-                match &result {
-                    Ok(e) => {
-                        metrics.api_call("datadog.evidence", "ok");
-                        info!(incident = %job.incident, verdict = e.blast.as_ref().map(|b| b.verdict.to_string()), traces = e.traces.len(), "evidence gathered");
-                    }
-                    Err(err) => {
-                        metrics.api_call("datadog.evidence", "failed");
-                        warn!(incident = %job.incident, error = %err, "evidence unavailable");
-                    }
-                }
-                let event = Event::Evidence { purpose: job.purpose, result: result.map(Box::new).map_err(|e| e.to_string()) };
-                let inbox_event = InboxEvent::Domain { event: Box::new(event), incident: Some(job.incident), origin: Origin::default() };
-                if let Err(e) = inbox.accept(inbox_event, None).await {
-                    warn!(error = %e, "cannot hand the evidence to the processor");
-                }
-                in_flight.finished();
-            });
-        }
-        tasks.close();
-        tasks.wait().await;
-    });
-    (tx, handle)
+/// Datadog as the bot's evidence source: the client and what the policy asks of it.
+pub struct DatadogEvidence {
+    pub client: DatadogClient,
+    pub policy: DatadogPolicy,
+}
+
+impl EvidenceSource for DatadogEvidence {
+    fn name(&self) -> &'static str {
+        "datadog"
+    }
+
+    async fn gather(&self, job: &EvidenceJob, now: DateTime<Utc>) -> Result<Evidence, String> {
+        gather(&self.client, &self.policy, job, now).await.map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ use crate::domain::incident::Incident;
 use crate::policy::Policy;
 use crate::sandbox::datadog::{AnonymousSpec, CustomerSpec, DatadogWorld, ServiceSpec};
 use crate::sandbox::harness::{DatadogPost, Harness, HarnessOptions, Mode};
-use crate::store::Store;
 
 /// The built-in policy and scenario.
 pub const DEFAULT_POLICY: &str = include_str!("policy.toml");

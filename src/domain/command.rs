@@ -5,7 +5,9 @@
 
 use std::fmt;
 
+use super::decide::Action;
 use super::ids::{IncidentId, Severity, UserId};
+use super::incident::Role;
 
 /// Declares the verbs once: the enum, [`Verb::ALL`] (help's order) and each verb's name come from
 /// this one list, so a verb cannot exist without being parsed and listed in help.
@@ -192,6 +194,45 @@ impl Command {
             Command::Oncall(_) => Verb::Oncall,
             Command::Help => Verb::Help,
         }
+    }
+}
+
+/// What a command asks for: a read-only answer, a new incident, or an action on an incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    Help,
+    Oncall(Option<String>),
+    List(ListScope),
+    Timeline,
+    Declare { title: String, severity: Option<Severity>, team: Option<String> },
+    Act(Action),
+}
+
+impl Command {
+    /// What the command means, whoever typed it and wherever.
+    pub fn intent(self) -> Intent {
+        let claim = |role: Role, target: Target| match target {
+            Target::Claim => Action::Claim { role, user: None, take_over: false },
+            Target::Me => Action::Claim { role, user: None, take_over: true },
+            Target::User(u) => Action::Claim { role, user: Some(u), take_over: true },
+        };
+        Intent::Act(match self {
+            Command::Help => return Intent::Help,
+            Command::Oncall(team) => return Intent::Oncall(team),
+            Command::List(scope) => return Intent::List(scope),
+            Command::Timeline => return Intent::Timeline,
+            Command::Declare { title, severity, team } => return Intent::Declare { title, severity, team },
+            Command::Ack => Action::Acknowledge,
+            Command::Sev { severity, reason } => Action::SetSeverity { severity, reason },
+            Command::Commander(target) => claim(Role::Commander, target),
+            Command::Investigator(target) => claim(Role::Investigator, target),
+            Command::Status(text) => Action::Status { text },
+            Command::Mitigated(note) => Action::Mitigated { note },
+            Command::RootCause(text) => Action::RootCause { text },
+            Command::Resolve(summary) => Action::Resolve { summary },
+            Command::Reopen => Action::Reopen,
+            Command::Note(text) => Action::Note { text },
+        })
     }
 }
 

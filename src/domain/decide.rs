@@ -9,12 +9,13 @@ use super::alert::{Alert, SlackMessageRef, Transition};
 use super::evidence::{Evidence, evidence_message, evidence_summary};
 use super::ids::{ChannelId, IncidentId, Severity, UserId};
 use super::incident::{
-    Actor, AlertTrack, Deadlines, EntryKind, EvidencePurpose, EvidenceState, HeldAlerts, Incident, Role, RootCause,
-    SeveritySetBy, SlackLocation, Status, TransitionError,
+    Actor, AlertTrack, Deadlines, EntryKind, EvidencePurpose, EvidenceState, HeldAlerts, Incident, MessagePart, Role,
+    RootCause, SeveritySetBy, SlackLocation, Status, TransitionError,
 };
 use super::messages;
 use super::policy::Policy;
 use super::severity::{Assessment, SeverityInput, assess};
+use super::storm::{StormWatch, Weather, storm_summary_message};
 
 /// Something that happened, as the domain sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +46,9 @@ pub enum Event {
     AlertEdited { alert: Box<Alert>, before: Box<Alert> },
     /// An alert's own Slack message was deleted.
     AlertDeleted { message: SlackMessageRef, title: String },
+    /// One of the incident's own messages was delivered: where its root, header or dedicated
+    /// channel landed.
+    Delivered { part: MessagePart, channel: ChannelId, ts: String },
 }
 
 /// What a person can do to an incident, however they asked (command, button, reaction).
@@ -143,6 +147,11 @@ pub enum Effect {
     RequestEvidence(EvidencePurpose),
     /// Post the evidence message (`first`) or edit it in place.
     PublishEvidence { text: String, first: bool },
+    /// A message at the top of the incident's dedicated channel.
+    PostInIncidentChannel(String),
+    /// Post (`first`) or edit the one summary of an alert storm in `channel` (not an incident's
+    /// message: it counts every incident's alerts).
+    StormSummary { channel: ChannelId, storm: i64, text: String, first: bool },
 }
 
 /// The result of a decision.
@@ -173,18 +182,109 @@ pub struct Context<'a> {
     /// The channel is in an alert storm (see [`super::storm`]): per-alert messages are held and
     /// counted, and told in one catch-up note when it is over.
     pub storm: bool,
+    /// The workspace's address (`https://acme.slack.com/`), to link threads; `None` leaves links
+    /// out.
+    pub workspace_url: Option<&'a str>,
 }
 
 impl<'a> Context<'a> {
     /// Calm weather.
     pub fn new(now: DateTime<Utc>, policy: &'a Policy) -> Context<'a> {
-        Context { now, policy, storm: false }
+        Context { now, policy, storm: false, workspace_url: None }
     }
 
     /// The same, during an alert storm in the event's channel (or not).
     pub fn in_storm(self, storm: bool) -> Context<'a> {
         Context { storm, ..self }
     }
+
+    /// The same, linking threads in this workspace.
+    pub fn in_workspace(self, workspace_url: Option<&'a str>) -> Context<'a> {
+        Context { workspace_url, ..self }
+    }
+}
+
+/// One event's decision in its channel's weather, with the channel-wide effects it caused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub outcome: Result<Outcome, TransitionError>,
+    /// Effects for the channel rather than the incident: the storm summary, posted or edited.
+    pub channel_effects: Vec<Effect>,
+}
+
+/// Decides one event as [`decide`] does, first weighing it in its channel's weather: every alert
+/// counts toward its channel's rate, and in a storm the incident's per-alert messages are held
+/// (see [`super::storm`]); the storm's one summary is posted when it starts and edited now and
+/// then while it lasts. A timer pass on an incident whose channel is in a storm holds its
+/// reminders too.
+pub fn decide_in_weather(state: State<'_>, event: &Event, storms: &mut StormWatch, ctx: Context<'_>) -> Decision {
+    let existing = match state {
+        State::Existing(incident) => Some(incident),
+        State::New { .. } => None,
+    };
+    let rate = ctx.policy.alerts.storm;
+    let weather = match event {
+        Event::Alert(alert) | Event::OpenFromAlert { alert, .. } => {
+            let channel = weather_channel(alert, existing, ctx.policy);
+            let weather = storms.observe(&channel, &alert.name(), existing.map(|i| i.id), ctx.now, rate);
+            Some((channel, alert, weather))
+        }
+        _ => None,
+    };
+    let storm = match (&weather, event, existing) {
+        (Some((_, _, weather)), _, _) => weather.storm().is_some(),
+        (None, Event::Tick, Some(incident)) => {
+            incident.slack.channel.as_ref().is_some_and(|c| storms.raging(c, ctx.now, rate))
+        }
+        _ => false,
+    };
+    let outcome = decide(state, event, ctx.in_storm(storm));
+    let mut channel_effects = Vec::new();
+    if let Some((channel, alert, weather)) = weather {
+        if let (Ok(Outcome::Changed { incident, .. }), None) = (&outcome, existing) {
+            storms.note_incident(&channel, &alert.name(), incident.id);
+        }
+        let first = match weather {
+            Weather::Calm | Weather::Raging { summary_due: false, .. } => None,
+            Weather::Started(_) => Some(true),
+            Weather::Raging { .. } => Some(false),
+        };
+        if let (Some(first), Some(storm)) = (first, storms.current(&channel)) {
+            channel_effects.push(Effect::StormSummary {
+                channel: channel.clone(),
+                storm: storm.id,
+                text: storm_summary_message(storm, false),
+                first,
+            });
+        }
+    }
+    Decision { outcome, channel_effects }
+}
+
+/// The timers' pass over the weather: storms that a whole window has passed without alerts are
+/// over, and their summaries get a last edit.
+pub fn clear_weather(storms: &mut StormWatch, ctx: Context<'_>) -> Vec<Effect> {
+    storms
+        .end_calm(ctx.now, ctx.policy.alerts.storm)
+        .into_iter()
+        .map(|storm| Effect::StormSummary {
+            channel: storm.channel.clone(),
+            storm: storm.id,
+            text: storm_summary_message(&storm, true),
+            first: false,
+        })
+        .collect()
+}
+
+/// The channel whose weather an alert belongs to: where it was posted, or where its incident
+/// lives, or (for a new incident from a webhook) its team's channel.
+fn weather_channel(alert: &Alert, existing: Option<&Incident>, policy: &Policy) -> ChannelId {
+    alert
+        .slack
+        .as_ref()
+        .map(|m| m.channel.clone())
+        .or_else(|| existing.and_then(|i| i.slack.channel.clone()))
+        .unwrap_or_else(|| policy.route(alert).channel.clone())
 }
 
 /// Decides one event. Refusals come back as [`TransitionError`]s whose text tells the person what
@@ -221,6 +321,47 @@ pub fn decide(state: State<'_>, event: &Event, ctx: Context<'_>) -> Result<Outco
         (State::Existing(incident), Event::AlertDeleted { title, .. }) => Ok(alert_deleted(incident, title, ctx)),
         (State::New { .. }, Event::AlertDeleted { .. }) => {
             Ok(Outcome::Ignored { reason: "a deleted message whose alert has no incident".into() })
+        }
+        (State::Existing(incident), Event::Delivered { part, channel, ts }) => {
+            Ok(delivered(incident, *part, channel, ts, ctx))
+        }
+        (State::New { .. }, Event::Delivered { .. }) => {
+            Ok(Outcome::Ignored { reason: "delivery for an unknown incident".into() })
+        }
+    }
+}
+
+/// Egress says where one of the incident's messages landed: the thread root and header are
+/// remembered (later messages thread on them and edits find them); a new dedicated channel is
+/// noted, announced in the thread, shown on the header and introduced in the channel itself.
+fn delivered(incident: &Incident, part: MessagePart, channel: &ChannelId, ts: &str, ctx: Context<'_>) -> Outcome {
+    let mut next = incident.clone();
+    match part {
+        MessagePart::Root => {
+            next.slack.channel = Some(channel.clone());
+            next.slack.thread_ts = Some(ts.to_string());
+            changed(next, Vec::new())
+        }
+        MessagePart::Header => {
+            next.slack.header_ts = Some(ts.to_string());
+            changed(next, Vec::new())
+        }
+        MessagePart::Channel => {
+            next.slack.incident_channel = Some(channel.clone());
+            next.record(ctx.now, Actor::Bot, EntryKind::Note, messages::incident_channel_note(channel));
+            let thread = match (ctx.workspace_url, &next.slack.channel, &next.slack.thread_ts) {
+                (Some(base), Some(c), Some(t)) => Some(messages::thread_link(base, c, t)),
+                _ => None,
+            };
+            let effects = vec![
+                Effect::SyncHeader,
+                Effect::Reply(messages::incident_channel_created_message(channel)),
+                Effect::PostInIncidentChannel(messages::incident_channel_intro_message(&next, thread.as_deref())),
+            ];
+            changed(next, effects)
+        }
+        MessagePart::Postmortem | MessagePart::Evidence => {
+            Outcome::Ignored { reason: format!("the {} needs no delivery report", part.as_str()) }
         }
     }
 }

@@ -169,6 +169,36 @@ pub struct SlackLocation {
     pub incident_channel: Option<ChannelId>,
 }
 
+/// The messages (and the channel) the bot posts for an incident and refers to later: edits go to
+/// them, and egress reports where the first three landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessagePart {
+    /// The thread parent the bot posted (when the incident did not start from an alert message).
+    Root,
+    /// The header, the thread's first reply, edited as the incident changes.
+    Header,
+    /// The dedicated incident channel.
+    Channel,
+    Postmortem,
+    Evidence,
+}
+
+impl MessagePart {
+    pub const ALL: [MessagePart; 5] =
+        [MessagePart::Root, MessagePart::Header, MessagePart::Channel, MessagePart::Postmortem, MessagePart::Evidence];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessagePart::Root => "root",
+            MessagePart::Header => "header",
+            MessagePart::Channel => "channel",
+            MessagePart::Postmortem => "postmortem",
+            MessagePart::Evidence => "evidence",
+        }
+    }
+}
+
 /// Who did something on the timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Actor {

@@ -484,6 +484,16 @@ pub fn incident_channel_created_message(channel: &super::ids::ChannelId) -> Stri
     format!(":loudspeaker: Dedicated channel: <#{channel}>. Role holders are invited.")
 }
 
+/// The timeline's note when the dedicated channel exists.
+pub fn incident_channel_note(channel: &super::ids::ChannelId) -> String {
+    format!("Dedicated channel <#{channel}> created")
+}
+
+/// A link to a thread: `https://<workspace>/archives/<channel>/p<ts without the dot>`.
+pub fn thread_link(workspace_url: &str, channel: &super::ids::ChannelId, thread_ts: &str) -> String {
+    format!("{}/archives/{channel}/p{}", workspace_url.trim_end_matches('/'), thread_ts.replace('.', ""))
+}
+
 /// One line per incident for `/incident list`.
 pub fn incident_list_message(title: &str, incidents: &[&Incident]) -> String {
     if incidents.is_empty() {
@@ -531,6 +541,49 @@ pub fn which_incident_message(candidates: &[&Incident], typed: &str, theirs: boo
     let typed = escape_untrusted(typed.trim());
     let example = if typed.is_empty() { candidates[0].id.to_string() } else { format!("{typed} {}", candidates[0].id) };
     format!("{lead}: {}. Add the id to the command, e.g. `/incident {example}`.", ids.join(", "))
+}
+
+/// A command named an incident that was never opened.
+pub fn no_such_incident_message(id: IncidentId) -> String {
+    format!("{id} does not exist. `/incident list all` shows every incident.")
+}
+
+/// An action reached the bot without an incident to apply to (a button on an unknown message).
+pub fn which_incident_unnamed_message() -> String {
+    "Which incident? Add its id (e.g. `INC-3`), or run the command in the incident's thread.".to_string()
+}
+
+/// A command needs an incident and none is open.
+pub fn no_open_incident_message() -> String {
+    "There is no open incident. `/incident declare <title>` opens one.".to_string()
+}
+
+/// The store could not be read while answering: the person can retry.
+pub fn cannot_read_message(what: &str, error: &str) -> String {
+    format!("Cannot read {what} right now ({error}). Try again in a moment.")
+}
+
+/// A command named a team the policy does not have.
+pub fn no_such_team_message(name: &str, teams: &[&str]) -> String {
+    format!("There is no team `{}`. Teams: {}.", escape_untrusted(name), teams.join(", "))
+}
+
+/// `/incident oncall`: one line per team (see [`oncall_line`]).
+pub fn oncall_message(lines: &[String]) -> String {
+    format!("*On call now*\n{}", lines.join("\n"))
+}
+
+/// The root-cause button could not open its form (no incident or no trigger, or the click was
+/// too old for a modal): what to type instead.
+pub fn root_cause_command_hint(incident: Option<IncidentId>) -> String {
+    let id = incident.map(|i| i.to_string()).unwrap_or_else(|| "INC-<n>".into());
+    format!("Record the root cause with `/incident rootcause {id} <what caused it>`.")
+}
+
+/// The open reaction landed on a message that is not a known alert.
+pub fn not_an_alert_message() -> String {
+    "That message is not an alert I know, so I cannot open an incident from it. Use `/incident declare <title>` instead."
+        .to_string()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod incident;
 pub mod messages;
 pub mod policy;
 pub mod postmortem;
+pub mod queries;
 pub mod roster;
 pub mod severity;
 pub mod storm;

@@ -9,6 +9,7 @@
 //! t.finish();
 //! ```
 
+use anyhow::Context as _;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,10 +20,10 @@ use serde_json::{Value, json};
 
 use super::slack::{self, Delivery, DeliveryResult, Private, SandboxLimits, SlackSandbox, StoredMessage};
 use crate::app::clock::{Clock, ManualClock, SystemClock};
-use crate::app::{RunningApp, Settings};
 use crate::policy::Policy;
 use crate::slack::egress::EgressLimits;
 use crate::slack::socket::SocketSettings;
+use crate::startup::{RunningApp, Settings};
 
 /// The webhook token the harness configures.
 pub const WEBHOOK_TOKEN: &str = "sandbox-webhook-token";
@@ -166,15 +167,16 @@ async fn start_bot(
             reconnect_seconds: 1,
         });
     }
+    let store = crate::store::open_embedded(&data_dir)
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
     let settings = Settings {
         policy,
-        data_dir,
         listen: "127.0.0.1:0".parse().expect("loopback address"),
         clock,
         tick_every: Duration::from_secs(3600),
         slack: Some(slack),
         webhook_token: Some(SecretString::from(WEBHOOK_TOKEN)),
-        datadog: datadog.map(|(dd, site, budget)| crate::app::DatadogSettings {
+        datadog: datadog.map(|(dd, site, budget)| crate::startup::DatadogSettings {
             site: crate::datadog::Site::resolve(site, Some(&dd.api_url())).expect("a known site"),
             api_key: SecretString::from(super::datadog::API_KEY),
             app_key: SecretString::from(super::datadog::APP_KEY),
@@ -182,7 +184,7 @@ async fn start_bot(
         }),
     };
     let opened_before = sandbox.connections_opened();
-    let app = RunningApp::start(settings).await?;
+    let app = RunningApp::start(settings, store).await?;
     match mode {
         Mode::Http => sandbox.set_delivery(Delivery::Http { base: format!("http://{}", app.addr) }),
         Mode::Socket => {

@@ -423,9 +423,9 @@ impl SlackSandbox {
 
     /// The bot's Slack settings for this sandbox in HTTP mode (events signed with
     /// [`SIGNING_SECRET`]); set `socket` on the result for Socket Mode.
-    pub fn bot_settings(&self, limits: crate::slack::egress::EgressLimits) -> crate::app::SlackSettings {
+    pub fn bot_settings(&self, limits: crate::slack::egress::EgressLimits) -> crate::startup::SlackSettings {
         use secrecy::SecretString;
-        crate::app::SlackSettings {
+        crate::startup::SlackSettings {
             api_url: self.api_url(),
             bot_token: SecretString::from(BOT_TOKEN),
             signing_secret: Some(SecretString::from(SIGNING_SECRET)),

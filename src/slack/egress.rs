@@ -21,8 +21,11 @@ use tracing::{error, info, warn};
 use super::client::{CallError, SlackApi};
 use crate::app::inbox::Inbox;
 use crate::app::metrics::Metrics;
+use crate::app::outbox::{ChannelRef, Delivery, MessageKey, OutboxEntry, OutboxSeq, SlackOp, ThreadRef};
+use crate::app::store::Store;
 use crate::domain::ids::{ChannelId, IncidentId};
-use crate::store::{ChannelRef, Delivery, InboxEvent, MessageKey, OutboxEntry, OutboxSeq, SlackOp, Store, ThreadRef};
+use crate::domain::incident::MessagePart;
+use crate::domain::messages;
 
 /// Slack's API tiers (requests per minute per method per workspace).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,8 +139,8 @@ pub enum Urgency {
 /// The urgency of a call (see [`Urgency`]).
 pub fn urgency_of(op: &SlackOp) -> Urgency {
     match op {
-        SlackOp::PostMessage { key: Some(key), .. } if key.0.ends_with("/root") => Urgency::Root,
-        SlackOp::PostMessage { key: Some(key), .. } if key.0.ends_with("/header") => Urgency::Header,
+        SlackOp::PostMessage { key: Some(key), .. } if key.part() == Some(MessagePart::Root) => Urgency::Root,
+        SlackOp::PostMessage { key: Some(key), .. } if key.part() == Some(MessagePart::Header) => Urgency::Header,
         _ => Urgency::Rest,
     }
 }
@@ -253,7 +256,7 @@ impl Egress {
         info!("egress stopped");
     }
 
-    fn dispatch(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+    fn dispatch(self: &Arc<Self>) -> Result<(), crate::app::store::StoreError> {
         // Read the outbox under the lanes lock: a worker finishing a call removes it from the store
         // first and from `dispatched` under this lock, so a snapshot taken here can never hand out
         // a call that was already delivered.
@@ -295,27 +298,14 @@ impl Egress {
                 Outcome::Stopped => return,
                 Outcome::Delivered(remember) => {
                     self.metrics.api_call(entry.op.method(), "ok");
-                    let feedback = feedback(&entry, remember.as_ref());
-                    if feedback.is_some() {
-                        self.inbox.count_direct();
-                    }
-                    let stored =
-                        self.store.complete_outbox(seq, remember.as_ref().map(|(k, d)| (k, d)), feedback.as_ref());
-                    if feedback.is_some() {
-                        if stored.is_ok() {
-                            let _ = self.inbox.flush_and_wake().await;
-                        } else {
-                            self.inbox.uncount_direct();
-                        }
-                    }
-                    stored
+                    self.inbox.complete_delivery(seq, entry.incident, remember).await
                 }
                 Outcome::Abandoned(reason) => {
                     if !superseded {
                         self.metrics.api_call(entry.op.method(), "abandoned");
                         error!(seq, method = entry.op.method(), reason = reason.as_str(), "Slack call abandoned");
                     }
-                    self.store.complete_outbox(seq, None, None)
+                    self.inbox.complete_delivery(seq, entry.incident, None).await
                 }
             };
             if let Err(e) = result {
@@ -511,8 +501,7 @@ impl Egress {
                     Err(CallError::Refused(code)) if code.contains("trigger") => {
                         // The click is too old for a modal (Slack allows 3 s): say what to type.
                         let Some(channel) = channel else { return Ok(None) };
-                        let text =
-                            format!("Record the root cause with `/incident rootcause {incident} <what caused it>`.");
+                        let text = messages::root_cause_command_hint(Some(*incident));
                         self.api.post_ephemeral(channel, user, None, &text).await.map(|_| None)
                     }
                     other => other.map(|_| None),
@@ -560,22 +549,6 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     cap.mul_f64(jitter)
 }
 
-/// The event telling the processor where an incident's message landed.
-fn feedback(entry: &OutboxEntry, remember: Option<&(MessageKey, Delivery)>) -> Option<InboxEvent> {
-    let incident: IncidentId = entry.incident?;
-    let (key, delivery) = remember?;
-    let what = key.0.rsplit('/').next()?;
-    if !matches!(what, "root" | "header" | "channel") {
-        return None;
-    }
-    Some(InboxEvent::Delivered {
-        incident,
-        key: key.clone(),
-        channel: delivery.channel.clone()?,
-        ts: delivery.ts.clone().unwrap_or_default(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,7 +564,7 @@ mod tests {
         }
     }
 
-    fn post(incident: u64, key: Option<&str>) -> OutboxEntry {
+    fn post(incident: u64, key: Option<MessagePart>) -> OutboxEntry {
         let id = IncidentId::new(incident).unwrap();
         OutboxEntry {
             incident: Some(id),
@@ -599,7 +572,7 @@ mod tests {
                 channel: ChannelRef::Id(ChannelId::parse("C0ALERTS1").unwrap()),
                 thread: None,
                 message: crate::domain::messages::Message::text("x"),
-                key: key.map(|k| MessageKey::for_incident(id, k)),
+                key: key.map(|k| MessageKey::incident(id, k)),
             },
             created_at: chrono::DateTime::UNIX_EPOCH,
         }
@@ -610,15 +583,15 @@ mod tests {
         let mut lane = Lane::default();
         // INC-1 was opened first and has notes queued; INC-2 and INC-3 open behind them.
         let queued = [
-            (1, post(1, Some("root"))),
-            (2, post(1, Some("header"))),
+            (1, post(1, Some(MessagePart::Root))),
+            (2, post(1, Some(MessagePart::Header))),
             (3, post(1, None)),
-            (4, post(1, Some("evidence"))),
-            (5, post(2, Some("root"))),
-            (6, post(2, Some("header"))),
+            (4, post(1, Some(MessagePart::Evidence))),
+            (5, post(2, Some(MessagePart::Root))),
+            (6, post(2, Some(MessagePart::Header))),
             (7, post(2, None)),
-            (8, post(3, Some("root"))),
-            (9, post(3, Some("header"))),
+            (8, post(3, Some(MessagePart::Root))),
+            (9, post(3, Some(MessagePart::Header))),
         ];
         for (seq, entry) in queued {
             lane.push(seq, entry);

@@ -17,12 +17,12 @@ use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
 use tracing::info;
 
+use crate::app::inbox::InboxEvent;
+use crate::app::inbox::SlashCommand;
 use crate::app::inbox::{AcceptError, Inbox};
-use crate::app::server::refuse;
-pub use crate::app::server::{Rejection, rejection};
+use crate::app::store::Acceptance;
 use crate::domain::ids::{ChannelId, UserId};
-use crate::store::records::SlashCommand;
-use crate::store::{Acceptance, InboxEvent};
+pub use crate::http::{Rejection, refuse, rejection};
 
 /// Slack bodies are small; anything over 1 MiB is refused with 413 before it is read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -5,5 +5,5 @@ pub mod blocks;
 pub mod client;
 pub mod egress;
 pub mod ingress;
-pub mod interpret;
+pub mod read;
 pub mod socket;

@@ -32,8 +32,8 @@ use tracing::{error, info, warn};
 use super::client::SlackApi;
 use super::ingress::{command_dedupe_key, interaction_dedupe_key, log_acceptance, slash_command_from_form};
 use crate::app::inbox::Inbox;
+use crate::app::inbox::InboxEvent;
 use crate::app::metrics::Metrics;
-use crate::store::InboxEvent;
 
 /// Settings for Socket Mode.
 #[derive(Debug, Clone)]

@@ -112,6 +112,29 @@ pub(crate) fn complete(mut alert: Alert) -> Alert {
     alert
 }
 
+/// Reads a webhook body of `format` into its alerts, each with the delivery key that dedupes a
+/// redelivery of it (when the source gives one). Slack payloads are not webhooks: they are read
+/// by the Slack adapter.
+pub fn read_webhook(
+    format: Format,
+    payload: &Value,
+    received_at: DateTime<Utc>,
+) -> Result<Vec<(Alert, Option<String>)>, ParseError> {
+    let keyed = |alerts: Vec<Alert>| -> Vec<(Alert, Option<String>)> {
+        alerts.into_iter().map(|a| (a.clone(), Some(prometheus::alert_key(a.source, &a)))).collect()
+    };
+    match format {
+        Format::DatadogWebhook => {
+            Ok(vec![(datadog::parse_webhook(payload, received_at)?, datadog::delivery_key(payload))])
+        }
+        Format::Alertmanager => Ok(keyed(prometheus::parse_alertmanager(payload, received_at)?)),
+        Format::Grafana => Ok(keyed(prometheus::parse_grafana(payload, received_at)?)),
+        Format::SlackEnvelope | Format::SlackMessage => {
+            Err(ParseError::new("a Slack payload is not a webhook body: Slack delivers it to /slack/events"))
+        }
+    }
+}
+
 /// Reads any supported payload into alerts (a Slack payload needs to come from an alert bot; see
 /// [`slack_message::parse_message`] for the rules).
 pub fn parse_any(

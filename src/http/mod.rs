@@ -1,4 +1,7 @@
-//! The HTTP surface: health, metrics, and (from the Slack and webhook layers) the ingress routes.
+//! The HTTP adapter: health and metrics, the alert webhooks, and the refusals every HTTP
+//! ingress shares (Slack's routes live in `crate::slack::ingress`).
+
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -9,8 +12,8 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::metrics::Metrics;
-use crate::store::Store;
+use crate::app::metrics::Metrics;
+use crate::app::store::{Store, StoreError};
 
 /// A refused request: the status and a reason a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +55,7 @@ async fn healthz(State(state): State<OpsState>) -> Response {
     let depths = tokio::task::spawn_blocking(move || {
         let open = store.open_incidents()?.len();
         let outbox = store.pending_outbox()?.len();
-        Ok::<_, crate::store::StoreError>((store.inbox_len(), outbox, open))
+        Ok::<_, StoreError>((store.inbox_len()?, outbox, open))
     })
     .await;
     match depths {
@@ -71,7 +74,10 @@ async fn healthz(State(state): State<OpsState>) -> Response {
 }
 
 async fn metrics(State(state): State<OpsState>) -> Response {
-    state.metrics.inbox_depth.set(state.store.inbox_len() as i64);
+    let store = state.store.clone();
+    if let Ok(Ok(depth)) = tokio::task::spawn_blocking(move || store.inbox_len()).await {
+        state.metrics.inbox_depth.set(depth as i64);
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
         .into_response()
 }

@@ -10,17 +10,16 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tracing::info;
 
-use super::inbox::Inbox;
-use super::server::{Rejection, refuse, rejection};
+use super::{Rejection, refuse, rejection};
+use crate::app::inbox::{Inbox, InboxEvent, Origin};
+use crate::app::store::Acceptance;
 use crate::domain::decide::Event;
-use crate::sources::{ParseError, datadog, prometheus};
-use crate::store::{Acceptance, InboxEvent, Origin};
+use crate::sources::{self, Format};
 
 /// Alert bodies over 1 MiB are refused (413).
 pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
@@ -57,9 +56,7 @@ fn authorized(state: &WebhookState, headers: &HeaderMap) -> Result<(), Rejection
     }
 }
 
-type Parser = fn(&Value, DateTime<Utc>) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError>;
-
-async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'static str, parse: Parser) -> Response {
+async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'static str, format: Format) -> Response {
     if let Err(r) = authorized(&state, &headers) {
         return r.into_response();
     }
@@ -67,7 +64,7 @@ async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'st
         Ok(v) => v,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     };
-    let alerts = match parse(&payload, state.inbox.now()) {
+    let alerts = match sources::read_webhook(format, &payload, state.inbox.now()) {
         Ok(a) => a,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("not a {what} alert: {e}")),
     };
@@ -96,38 +93,14 @@ async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'st
     }
 }
 
-fn parse_datadog(
-    v: &Value,
-    now: DateTime<Utc>,
-) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
-    let alert = datadog::parse_webhook(v, now)?;
-    Ok(vec![(alert, datadog::delivery_key(v))])
-}
-
-fn parse_alertmanager(
-    v: &Value,
-    now: DateTime<Utc>,
-) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
-    let alerts = prometheus::parse_alertmanager(v, now)?;
-    Ok(alerts.into_iter().map(|a| (a.clone(), Some(prometheus::alert_key(a.source, &a)))).collect())
-}
-
-fn parse_grafana(
-    v: &Value,
-    now: DateTime<Utc>,
-) -> Result<Vec<(crate::domain::alert::Alert, Option<String>)>, ParseError> {
-    let alerts = prometheus::parse_grafana(v, now)?;
-    Ok(alerts.into_iter().map(|a| (a.clone(), Some(prometheus::alert_key(a.source, &a)))).collect())
-}
-
 async fn datadog_hook(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(state, headers, body, "Datadog webhook", parse_datadog).await
+    handle(state, headers, body, "Datadog webhook", Format::DatadogWebhook).await
 }
 
 async fn alertmanager_hook(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(state, headers, body, "Alertmanager", parse_alertmanager).await
+    handle(state, headers, body, "Alertmanager", Format::Alertmanager).await
 }
 
 async fn grafana_hook(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(state, headers, body, "Grafana", parse_grafana).await
+    handle(state, headers, body, "Grafana", Format::Grafana).await
 }

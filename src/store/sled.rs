@@ -1,4 +1,5 @@
-//! The sled implementation of [`Store`].
+//! The sled backend of [`Store`]: one database in the data directory, one tree per kind of
+//! record and per index, multi-tree transactions for every write.
 
 use std::path::Path;
 
@@ -7,7 +8,22 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Transactional, Tree};
 
 use super::records::{decode, encode};
-use super::*;
+use crate::app::inbox::{InboxEvent, InboxSeq};
+use crate::app::outbox::{Delivery, MessageKey, OutboxEntry, OutboxSeq};
+use crate::app::store::{
+    Acceptance, Commit, DeadLetter, DedupeKey, LoggedAlert, Place, Store, StoreError, ThreadMessage,
+};
+use crate::domain::alert::Fingerprint;
+use crate::domain::ids::{ChannelId, IncidentId};
+use crate::domain::incident::Incident;
+
+const BACKEND: &str = "sled";
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> StoreError {
+        StoreError::Unavailable { backend: BACKEND, message: e.to_string() }
+    }
+}
 
 /// Key in `meta` holding the next incident number.
 const NEXT_INCIDENT_ID: &[u8] = b"next_incident_id";
@@ -72,6 +88,15 @@ fn message_index_key(channel: &ChannelId, ts: &str) -> Vec<u8> {
     format!("{channel}/{ts}").into_bytes()
 }
 
+/// The index key of a place: `channel/ts` for a message, `channel/` for a whole channel (a
+/// message ts is never empty).
+fn place_key(place: &Place) -> Vec<u8> {
+    match place {
+        Place::Message { channel, ts } => message_index_key(channel, ts),
+        Place::Channel(channel) => message_index_key(channel, ""),
+    }
+}
+
 fn corrupt(key: impl std::fmt::Display, reason: String) -> StoreError {
     StoreError::Corrupt { key: key.to_string(), reason }
 }
@@ -79,7 +104,7 @@ fn corrupt(key: impl std::fmt::Display, reason: String) -> StoreError {
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
+        TransactionError::Storage(e) => e.into(),
     }
 }
 
@@ -94,7 +119,10 @@ impl SledStore {
     /// drops, so a restart in the same process (or a supervisor restarting right after exit) would
     /// otherwise fail; a directory another live process holds still fails, after the wait.
     pub fn open_waiting(dir: &Path, lock_wait: std::time::Duration) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
+            backend: BACKEND,
+            message: format!("cannot create {}: {e}", dir.display()),
+        })?;
         let config = sled::Config::new()
             .path(dir.join("db"))
             // Durability comes from explicit flushes before acknowledging; the background flush
@@ -110,7 +138,12 @@ impl SledStore {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(std::time::Duration::from_millis(100));
                 }
-                Err(source) => return Err(StoreError::Locked { path: dir.display().to_string(), source }),
+                Err(e) => {
+                    return Err(StoreError::Locked {
+                        what: format!("the data directory {}", dir.display()),
+                        reason: e.to_string(),
+                    });
+                }
             }
         };
         let store = SledStore {
@@ -197,7 +230,7 @@ fn write_incident(
         }
     }
     if let Some(channel) = &slack.incident_channel {
-        by_message.insert(message_index_key(channel, ""), &id)?;
+        by_message.insert(place_key(&Place::Channel(channel.clone())), &id)?;
     }
     let next = meta.get(NEXT_INCIDENT_ID)?.map(|v| from_be(&v)).unwrap_or(1);
     if incident.id.number() >= next {
@@ -221,8 +254,8 @@ impl Store for SledStore {
         Ok(found.filter(Incident::is_open))
     }
 
-    fn find_incident_by_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<Incident>, StoreError> {
-        self.read_incident(self.by_message.get(message_index_key(channel, ts))?)
+    fn find_incident(&self, place: &Place) -> Result<Option<Incident>, StoreError> {
+        self.read_incident(self.by_message.get(place_key(place))?)
     }
 
     fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
@@ -233,33 +266,7 @@ impl Store for SledStore {
         self.scan_incidents(self.incidents.iter().keys())
     }
 
-    fn accept_event(
-        &self,
-        event: &InboxEvent,
-        dedupe: Option<(&str, DateTime<Utc>)>,
-    ) -> Result<Acceptance, StoreError> {
-        let record = encode(event);
-        let result = (&self.inbox, &self.seen, &self.seen_by_expiry).transaction(|(inbox, seen, by_expiry)| {
-            if let Some((key, until)) = dedupe {
-                if seen.get(key.as_bytes())?.is_some() {
-                    return Ok(Acceptance::Duplicate);
-                }
-                seen.insert(key.as_bytes(), &be(ms(until)))?;
-                let mut expiry_key = be(ms(until)).to_vec();
-                expiry_key.extend_from_slice(key.as_bytes());
-                by_expiry.insert(expiry_key, &[])?;
-            }
-            let seq = inbox.generate_id()?;
-            inbox.insert(&be(seq), record.as_slice())?;
-            Ok(Acceptance::Accepted(seq))
-        });
-        result.map_err(tx_error)
-    }
-
-    fn accept_events(
-        &self,
-        events: &[(InboxEvent, Option<(String, DateTime<Utc>)>)],
-    ) -> Result<Vec<Acceptance>, StoreError> {
+    fn accept_events(&self, events: &[(InboxEvent, Option<DedupeKey>)]) -> Result<Vec<Acceptance>, StoreError> {
         let records: Vec<Vec<u8>> = events.iter().map(|(e, _)| encode(e)).collect();
         let result = (&self.inbox, &self.seen, &self.seen_by_expiry).transaction(|(inbox, seen, by_expiry)| {
             let mut out = Vec::with_capacity(events.len());
@@ -291,11 +298,11 @@ impl Store for SledStore {
         Ok(Some((seq, event)))
     }
 
-    fn inbox_len(&self) -> usize {
-        self.inbox.len()
+    fn inbox_len(&self) -> Result<usize, StoreError> {
+        Ok(self.inbox.len())
     }
 
-    fn dead_letters(&self) -> Result<Vec<(InboxSeq, String, InboxEvent)>, StoreError> {
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.dead_letters
             .iter()
             .map(|kv| {
@@ -306,7 +313,7 @@ impl Store for SledStore {
                 let reason = record["reason"].as_str().unwrap_or_default().to_string();
                 let event_bytes = serde_json::to_vec(&record["event"]).expect("JSON values serialize");
                 let event = decode(&event_bytes).map_err(|e| corrupt(format!("dead letter {seq}"), e))?;
-                Ok((seq, reason, event))
+                Ok(DeadLetter { seq, reason, event })
             })
             .collect()
     }
@@ -394,7 +401,7 @@ impl Store for SledStore {
         remember: Option<(&MessageKey, &Delivery)>,
         then: Option<&InboxEvent>,
     ) -> Result<(), StoreError> {
-        let remembered = remember.map(|(k, d)| (k.0.as_bytes().to_vec(), encode(d)));
+        let remembered = remember.map(|(k, d)| (k.to_string().into_bytes(), encode(d)));
         let follow_up = then.map(encode);
         let result = (&self.outbox, &self.message_refs, &self.inbox).transaction(|(outbox, refs, inbox)| {
             outbox.remove(&be(seq))?;
@@ -411,12 +418,12 @@ impl Store for SledStore {
     }
 
     fn put_message_ref(&self, key: &MessageKey, delivery: &Delivery) -> Result<(), StoreError> {
-        self.message_refs.insert(key.0.as_bytes(), encode(delivery))?;
+        self.message_refs.insert(key.to_string().as_bytes(), encode(delivery))?;
         Ok(())
     }
 
     fn get_message_ref(&self, key: &MessageKey) -> Result<Option<Delivery>, StoreError> {
-        match self.message_refs.get(key.0.as_bytes())? {
+        match self.message_refs.get(key.to_string().as_bytes())? {
             None => Ok(None),
             Some(v) => decode(&v).map(Some).map_err(|e| corrupt(format!("message ref {key}"), e)),
         }
@@ -449,8 +456,8 @@ impl Store for SledStore {
         }
     }
 
-    fn alert_count(&self) -> usize {
-        self.alerts.len()
+    fn alert_count(&self) -> Result<usize, StoreError> {
+        Ok(self.alerts.len())
     }
 
     fn find_alert_by_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<LoggedAlert>, StoreError> {
@@ -461,7 +468,7 @@ impl Store for SledStore {
         }
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    fn persist(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }
