@@ -35,6 +35,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Play a scenario with the whole bot against the built-in sandbox Slack and Datadog (no
     /// credentials needed) and print what people would see in Slack.
+    #[cfg(feature = "sandbox")]
     Demo {
         /// Your own scenario file (see docs/demo.md); default: the built-in one.
         #[arg(long, value_name = "FILE")]
@@ -111,6 +112,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file, at } => check_config(&file, at.unwrap_or_else(Utc::now)),
         Command::Export { incident, format, data_dir } => export(&incident, format, &data_dir),
+        #[cfg(feature = "sandbox")]
         Command::Demo { scenario, config, out, keep } => {
             if std::env::var_os("RUST_LOG").is_some() {
                 init_tracing();
@@ -357,6 +359,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "sandbox")]
 async fn demo(scenario: Option<&Path>, config: Option<&Path>, out: &Path, keep: bool) -> anyhow::Result<ExitCode> {
     let scenario_text = match scenario {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
@@ -377,17 +380,17 @@ async fn demo(scenario: Option<&Path>, config: Option<&Path>, out: &Path, keep: 
     }
     if keep {
         let stop = shutdown_signal().context("cannot listen for Ctrl-C")?;
-        let h = &run.harness;
+        let h = &run.driver;
         println!("\nThe sandbox keeps running (Ctrl-C stops it):");
         println!("  Slack Web API  {}", h.sandbox.api_url());
         if let Some(dd) = &h.datadog {
             println!("  Datadog API    {}", dd.api_url());
         }
         println!("  the bot        http://{} (/healthz, /metrics, /webhooks/*)", h.app.addr);
-        println!("  webhook token  {}", crate::sandbox::harness::WEBHOOK_TOKEN);
+        println!("  webhook token  {}", crate::sandbox::driver::WEBHOOK_TOKEN);
         stop.await;
     }
-    run.harness.stop().await;
+    run.driver.stop().await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -75,7 +75,7 @@ async fn the_builtin_demo_shows_the_whole_mission() {
         let v: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
         assert!(v["service"].is_string());
     }
-    demo.harness.stop().await;
+    demo.driver.stop().await.unwrap();
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::domain::ids::IncidentId;
 use crate::domain::incident::Incident;
 use crate::policy::Policy;
 use crate::sandbox::datadog::{AnonymousSpec, CustomerSpec, DatadogWorld, ServiceSpec};
-use crate::sandbox::harness::{DatadogPost, Harness, HarnessOptions, Mode};
+use crate::sandbox::driver::{DatadogPost, Driver, DriverOptions, Mode};
 
 /// The built-in policy and scenario.
 pub const DEFAULT_POLICY: &str = include_str!("policy.toml");
@@ -208,8 +208,8 @@ pub struct DemoRun {
     /// Every Slack and Datadog call, one JSON object per line.
     pub calls: Vec<Value>,
     pub elapsed: Duration,
-    /// The harness, still running (for `--keep`).
-    pub harness: Harness,
+    /// The bot and the sandbox, still running (for `--keep`).
+    pub driver: Driver,
 }
 
 impl Scenario {
@@ -336,7 +336,7 @@ fn incident_ref(text: &str) -> anyhow::Result<IncidentId> {
     IncidentId::find_in(text).ok_or_else(|| anyhow!("`{text}` names no incident (write INC-<n>)"))
 }
 
-fn incident(h: &Harness, id: IncidentId) -> anyhow::Result<Incident> {
+fn incident(h: &Driver, id: IncidentId) -> anyhow::Result<Incident> {
     h.app.store.get_incident(id)?.ok_or_else(|| anyhow!("{id} does not exist at this point of the scenario"))
 }
 
@@ -346,12 +346,12 @@ pub async fn run(scenario: &Scenario, policy_text: &str) -> anyhow::Result<DemoR
     Policy::parse(policy_text).map_err(|e| anyhow!("the policy is not valid:\n{e}"))?;
     scenario.validate()?;
     let clock = Arc::new(ManualClock::new(scenario.start.unwrap_or_else(Utc::now)));
-    let mut options = HarnessOptions::new(Mode::Socket, policy_text);
+    let mut options = DriverOptions::new(Mode::Socket, policy_text);
     options.clock = Some(clock.clone());
     options.datadog = scenario.world();
     options.names =
         scenario.people.iter().chain(scenario.channels.iter()).map(|(a, b)| (a.clone(), b.clone())).collect();
-    let mut h = Harness::start(options).await;
+    let mut h = Driver::start(options).await?;
     let names: BTreeMap<String, String> = h
         .sandbox
         .users()
@@ -364,7 +364,7 @@ pub async fn run(scenario: &Scenario, policy_text: &str) -> anyhow::Result<DemoR
         let n = i + 1;
         if let Some(wait) = &step.wait {
             let d = crate::policy::parse_duration(wait).map_err(|e| anyhow!("step {n}: {e}"))?;
-            h.advance(d).await;
+            h.advance(d).await.with_context(|| format!("step {n}: waiting {wait}"))?;
         }
         let at = clock.now().format("%H:%M");
         if let Some(note) = &step.note {
@@ -380,7 +380,7 @@ pub async fn run(scenario: &Scenario, policy_text: &str) -> anyhow::Result<DemoR
             log.push_str(&format!("        (only {to} sees) {}\n", transcript::humanize(&p.text, &names)));
         }
     }
-    h.idle().await;
+    h.idle().await?;
     // Channels the bot created during the run get their names too.
     let names: BTreeMap<String, String> =
         names.into_iter().chain(h.sandbox.channels().into_iter().map(|c| (c.id, c.name))).collect();
@@ -403,28 +403,28 @@ pub async fn run(scenario: &Scenario, policy_text: &str) -> anyhow::Result<DemoR
         }));
     }
     calls.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
-    Ok(DemoRun { transcript, log, postmortems, calls, elapsed: started.elapsed(), harness: h })
+    Ok(DemoRun { transcript, log, postmortems, calls, elapsed: started.elapsed(), driver: h })
 }
 
 /// Plays one step; returns the private answers it produced, with who got them.
-async fn play(h: &mut Harness, s: &Scenario, step: &Step) -> anyhow::Result<Vec<(String, String)>> {
+async fn play(h: &mut Driver, s: &Scenario, step: &Step) -> anyhow::Result<Vec<(String, String)>> {
     let mut answers = Vec::new();
     if let Some(a) = &step.datadog_alert {
         let channel = s.channel(&a.channel)?;
         let tags: Vec<&str> = a.tags.iter().map(String::as_str).collect();
-        h.post_datadog_alert(&channel, &DatadogPost::new(&a.title, a.monitor).body(&a.body).tags(&tags)).await;
+        h.post_datadog_alert(&channel, &DatadogPost::new(&a.title, a.monitor).body(&a.body).tags(&tags)).await?;
     }
     if let Some(x) = &step.say {
         let thread = thread_of(h, x.thread.as_deref())?;
-        h.say(&s.person(&x.who)?, &s.channel(&x.channel)?, thread.as_deref(), &x.text).await;
+        h.say(&s.person(&x.who)?, &s.channel(&x.channel)?, thread.as_deref(), &x.text).await?;
     }
     if let Some(x) = &step.mention {
         let thread = thread_of(h, x.thread.as_deref())?;
-        h.mention(&s.person(&x.who)?, &s.channel(&x.channel)?, thread.as_deref(), &x.text).await;
+        h.mention(&s.person(&x.who)?, &s.channel(&x.channel)?, thread.as_deref(), &x.text).await?;
     }
     if let Some(x) = &step.slash {
         let who = s.person(&x.who)?;
-        for text in h.slash(&who, &s.channel(&x.channel)?, &x.text).await {
+        for text in h.slash(&who, &s.channel(&x.channel)?, &x.text).await? {
             answers.push((who.clone(), text));
         }
     }
@@ -437,13 +437,13 @@ async fn play(h: &mut Harness, s: &Scenario, step: &Step) -> anyhow::Result<Vec<
         } else {
             i.slack.header_ts.clone().ok_or_else(|| anyhow!("{id} has no header yet"))?
         };
-        h.react(&s.person(&x.who)?, channel.as_str(), &ts, &x.emoji).await;
+        h.react(&s.person(&x.who)?, channel.as_str(), &ts, &x.emoji).await?;
     }
     if let Some(x) = &step.click {
         let i = incident(h, incident_ref(&x.on)?)?;
         let (channel, ts) = header_of(&i)?;
         let who = s.person(&x.who)?;
-        for text in h.click(&who, &channel, &ts, &x.button).await {
+        for text in h.click(&who, &channel, &ts, &x.button).await? {
             answers.push((who.clone(), text));
         }
     }
@@ -451,12 +451,12 @@ async fn play(h: &mut Harness, s: &Scenario, step: &Step) -> anyhow::Result<Vec<
         let i = incident(h, incident_ref(&x.on)?)?;
         let (channel, ts) = header_of(&i)?;
         let who = s.person(&x.who)?;
-        h.click(&who, &channel, &ts, "root_cause_found").await;
-        h.submit_root_cause(&who, &x.text).await;
+        h.click(&who, &channel, &ts, "root_cause_found").await?;
+        h.submit_root_cause(&who, &x.text).await?;
     }
     if let Some(x) = &step.webhook {
         let body: Value = serde_json::from_str(&x.body)?;
-        let (status, answer) = h.webhook(&x.source, &body).await;
+        let (status, answer) = h.webhook(&x.source, &body).await?;
         if status != 200 {
             bail!("the bot refused the {} webhook ({status}): {answer}", x.source);
         }
@@ -471,7 +471,7 @@ fn header_of(i: &Incident) -> anyhow::Result<(String, String)> {
     }
 }
 
-fn thread_of(h: &Harness, incident: Option<&str>) -> anyhow::Result<Option<String>> {
+fn thread_of(h: &Driver, incident: Option<&str>) -> anyhow::Result<Option<String>> {
     match incident {
         None => Ok(None),
         Some(r) => {

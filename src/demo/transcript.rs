@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::sandbox::harness::Harness;
+use crate::sandbox::driver::Driver;
 use crate::sandbox::slack::{self, StoredMessage};
 
 /// Slack markup made readable: `<@U1>` -> `@alice`, `<#C1>` -> `#alerts`, `<url|label>` -> `label`,
@@ -155,7 +155,7 @@ fn push_message(out: &mut String, m: &StoredMessage, names: &BTreeMap<String, St
 }
 
 /// Every channel with messages, its top-level messages in order, each thread indented below.
-pub fn render(h: &Harness, names: &BTreeMap<String, String>) -> String {
+pub fn render(h: &Driver, names: &BTreeMap<String, String>) -> String {
     let messages = h.sandbox.messages();
     let mut channels: Vec<(String, String)> = h.sandbox.channels().into_iter().map(|c| (c.id, c.name)).collect();
     channels.sort_by(|a, b| a.1.cmp(&b.1));

@@ -1,6 +1,6 @@
-//! The sandbox harness: the real bot wired to the sandbox Slack over loopback, driven like a
-//! conversation. Tests (and the demo) describe people and channels, act as people do, and read
-//! what the bot said.
+//! The test harness: the sandbox driver with test assertions. A step the bot does not accept
+//! fails the test with the reason; `expect_reply` finds the bot's next message containing a
+//! text; `finish` fails when the bot said something the test never looked at.
 //!
 //! ```text
 //! let mut t = Harness::start(HarnessOptions::http(policy_text)).await;
@@ -9,435 +9,107 @@
 //! t.finish();
 //! ```
 
-use anyhow::Context as _;
 use std::collections::HashSet;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::slack::{self, Delivery, DeliveryResult, Private, SandboxLimits, SlackSandbox, StoredMessage};
-use crate::app::clock::{Clock, ManualClock, SystemClock};
-use crate::policy::Policy;
-use crate::slack::egress::EgressLimits;
-use crate::slack::socket::SocketSettings;
-use crate::startup::{RunningApp, Settings};
+pub use super::driver::{
+    DatadogPost, Driver, DriverOptions as HarnessOptions, Mode, WEBHOOK_TOKEN, default_start, message_contains,
+};
+use super::slack::StoredMessage;
 
-/// The webhook token the harness configures.
-pub const WEBHOOK_TOKEN: &str = "sandbox-webhook-token";
-
-/// How the sandbox reaches the bot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Http,
-    Socket,
-}
-
-pub struct HarnessOptions {
-    pub mode: Mode,
-    pub policy: String,
-    pub egress: EgressLimits,
-    pub sandbox_limits: SandboxLimits,
-    /// Socket Mode's silence limit (watchdog).
-    pub silence_limit: Duration,
-    /// The bot's manual clock (timers fire when the test says). Every harness starts on one, at
-    /// [`default_start`] unless told otherwise, so what a test sees never depends on the day it
-    /// runs; `None` (see [`HarnessOptions::on_wall_clock`]) is for tests about the wall clock.
-    pub clock: Option<Arc<ManualClock>>,
-    /// Use this data directory instead of a fresh temporary one.
-    pub data_dir: Option<PathBuf>,
-    /// Start the sandbox Datadog with this world (evidence on).
-    pub datadog: Option<super::datadog::DatadogWorld>,
-    /// The `DD_SITE` the bot is told (links use its app host); the API is the sandbox either way.
-    pub dd_site: String,
-    /// Spans requests per hour the bot may make.
-    pub dd_budget: u32,
-    /// Display names of people and channels (by id); others are named after their id.
-    pub names: Vec<(String, String)>,
-}
-
-impl HarnessOptions {
-    pub fn new(mode: Mode, policy: &str) -> HarnessOptions {
-        HarnessOptions {
-            mode,
-            policy: policy.to_string(),
-            egress: EgressLimits::fast(),
-            sandbox_limits: SandboxLimits::RELAXED,
-            silence_limit: Duration::from_secs(600),
-            clock: Some(Arc::new(ManualClock::new(default_start()))),
-            data_dir: None,
-            datadog: None,
-            dd_site: "datadoghq.com".into(),
-            dd_budget: crate::datadog::SPANS_REQUESTS_PER_HOUR,
-            names: Vec::new(),
-        }
-    }
-
-    pub fn http(policy: &str) -> HarnessOptions {
-        HarnessOptions::new(Mode::Http, policy)
-    }
-
-    pub fn socket(policy: &str) -> HarnessOptions {
-        HarnessOptions::new(Mode::Socket, policy)
-    }
-
-    /// Runs the bot on the machine's clock instead of a manual one.
-    pub fn on_wall_clock(mut self) -> HarnessOptions {
-        self.clock = None;
-        self
-    }
-}
-
-/// Where a harness's manual clock starts by default: Wednesday 2026-11-04 10:00 UTC, a working
-/// hour in the middle of a rotation week.
-pub fn default_start() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339("2026-11-04T10:00:00Z").expect("a valid instant").to_utc()
-}
-
-/// The bot and its sandbox, running.
+/// The bot and its sandbox, running, under test.
 pub struct Harness {
-    pub sandbox: SlackSandbox,
-    /// The sandbox Datadog, when evidence is on.
-    pub datadog: Option<super::datadog::DatadogSandbox>,
-    dd: Option<(String, u32)>,
-    pub app: RunningApp,
-    pub mode: Mode,
-    policy: String,
-    egress: EgressLimits,
-    silence_limit: Duration,
-    clock: Arc<dyn Clock>,
-    manual_clock: Option<Arc<ManualClock>>,
-    data_dir: PathBuf,
-    _temp: Option<tempfile::TempDir>,
+    driver: Driver,
     seen: HashSet<(String, String)>,
-    privates_seen: usize,
 }
 
-/// The people and channels the policy names exist in the workspace; the bot is in every channel.
-fn populate(sandbox: &SlackSandbox, policy: &Policy, names: &[(String, String)]) {
-    let name_of =
-        |id: &str, fallback: String| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()).unwrap_or(fallback);
-    let mut users: Vec<String> = Vec::new();
-    let mut channels: Vec<String> = policy.slack.alert_channels.iter().map(|c| c.to_string()).collect();
-    for team in &policy.teams {
-        users.extend(team.rotation.members().iter().map(|u| u.to_string()));
-        users.extend(team.escalation.iter().map(|u| u.to_string()));
-        channels.push(team.channel.to_string());
-    }
-    users.extend(policy.slack.responders.iter().map(|u| u.to_string()));
-    users.sort();
-    users.dedup();
-    channels.sort();
-    channels.dedup();
-    for (id, _) in names.iter().filter(|(id, _)| id.starts_with(['U', 'W'])) {
-        if !users.contains(id) {
-            users.push(id.clone());
-        }
-    }
-    for u in &users {
-        sandbox.add_user(u, &name_of(u, u.to_lowercase()));
-    }
-    for c in &channels {
-        let mut members: Vec<&str> = users.iter().map(String::as_str).collect();
-        members.push(slack::BOT_USER_ID);
-        sandbox.add_channel(c, &name_of(c, format!("alerts-{}", c.to_lowercase())), &members);
+impl Deref for Harness {
+    type Target = Driver;
+    fn deref(&self) -> &Driver {
+        &self.driver
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn start_bot(
-    sandbox: &SlackSandbox,
-    datadog: Option<(&super::datadog::DatadogSandbox, &str, u32)>,
-    mode: Mode,
-    policy: Policy,
-    data_dir: PathBuf,
-    clock: Arc<dyn Clock>,
-    egress: EgressLimits,
-    silence_limit: Duration,
-) -> anyhow::Result<RunningApp> {
-    let mut slack = sandbox.bot_settings(egress);
-    if mode == Mode::Socket {
-        slack.signing_secret = None;
-        slack.socket = Some(SocketSettings {
-            app_token: SecretString::from(slack::APP_TOKEN),
-            silence_limit,
-            connections: 1,
-            reconnect_seconds: 1,
-        });
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Driver {
+        &mut self.driver
     }
-    let store = crate::store::open_embedded(&data_dir)
-        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-    let settings = Settings {
-        policy,
-        listen: "127.0.0.1:0".parse().expect("loopback address"),
-        clock,
-        tick_every: Duration::from_secs(3600),
-        slack: Some(slack),
-        webhook_token: Some(SecretString::from(WEBHOOK_TOKEN)),
-        datadog: datadog.map(|(dd, site, budget)| crate::startup::DatadogSettings {
-            site: crate::datadog::Site::resolve(site, Some(&dd.api_url())).expect("a known site"),
-            api_key: SecretString::from(super::datadog::API_KEY),
-            app_key: SecretString::from(super::datadog::APP_KEY),
-            budget_per_hour: budget,
-        }),
-    };
-    let opened_before = sandbox.connections_opened();
-    let app = RunningApp::start(settings, store).await?;
-    match mode {
-        Mode::Http => sandbox.set_delivery(Delivery::Http { base: format!("http://{}", app.addr) }),
-        Mode::Socket => {
-            sandbox.set_delivery(Delivery::Socket);
-            anyhow::ensure!(
-                sandbox.wait_connections(opened_before + 1, Duration::from_secs(20)).await,
-                "the bot did not open a Socket Mode connection"
-            );
-        }
-    }
-    Ok(app)
+}
+
+/// The step's result, or the test fails with its reason.
+fn must<T>(result: anyhow::Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 impl Harness {
     /// Starts a sandbox workspace populated from the policy, then the bot against it.
     pub async fn start(options: HarnessOptions) -> Harness {
-        crate::tls::install_crypto_provider();
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_test_writer()
-                .try_init();
-        }
-        let sandbox = SlackSandbox::start(options.sandbox_limits).await.expect("the sandbox starts");
-        let policy = Policy::parse(&options.policy).expect("the harness policy is valid");
-        populate(&sandbox, &policy, &options.names);
-        let (data_dir, temp) = match options.data_dir {
-            Some(d) => (d, None),
-            None => {
-                let t = tempfile::tempdir().expect("a temporary directory");
-                (t.path().to_path_buf(), Some(t))
-            }
-        };
-        let clock: Arc<dyn Clock> = match &options.clock {
-            Some(c) => c.clone(),
-            None => Arc::new(SystemClock),
-        };
-        // Message timestamps follow the bot's clock, as Slack's follow real time.
-        sandbox.set_epoch(clock.now().timestamp());
-        let datadog = match &options.datadog {
-            Some(world) => {
-                Some(super::datadog::DatadogSandbox::start(world.clone()).await.expect("the Datadog sandbox starts"))
-            }
-            None => None,
-        };
-        let dd = datadog.as_ref().map(|_| (options.dd_site.clone(), options.dd_budget));
-        let app = start_bot(
-            &sandbox,
-            datadog.as_ref().zip(dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget)),
-            options.mode,
-            policy,
-            data_dir.clone(),
-            clock.clone(),
-            options.egress.clone(),
-            options.silence_limit,
-        )
-        .await
-        .expect("the bot starts against the sandbox");
-        Harness {
-            sandbox,
-            datadog,
-            dd,
-            app,
-            mode: options.mode,
-            policy: options.policy,
-            egress: options.egress,
-            silence_limit: options.silence_limit,
-            clock,
-            manual_clock: options.clock.clone(),
-            data_dir,
-            _temp: temp,
-            seen: HashSet::new(),
-            privates_seen: 0,
-        }
+        Harness { driver: must(Driver::start(options).await), seen: HashSet::new() }
     }
 
     /// Stops the bot cleanly and starts it again on the same data and sandbox.
-    pub async fn restart(mut self) -> Harness {
-        self.app.shutdown().await.expect("the bot stops cleanly");
-        let parsed = Policy::parse(&self.policy).expect("valid");
-        let dd_args =
-            self.datadog.as_ref().zip(self.dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget));
-        self.app = start_bot(
-            &self.sandbox,
-            dd_args,
-            self.mode,
-            parsed,
-            self.data_dir.clone(),
-            self.clock.clone(),
-            self.egress.clone(),
-            self.silence_limit,
-        )
-        .await
-        .expect("the bot starts again");
-        self
+    pub async fn restart(self) -> Harness {
+        Harness { driver: must(self.driver.restart().await), seen: self.seen }
     }
 
     /// Stops the bot cleanly; returns its data directory (and the guard keeping a temporary one).
     pub async fn stop(self) -> (PathBuf, Option<tempfile::TempDir>) {
-        self.app.shutdown().await.expect("the bot stops cleanly");
-        (self.data_dir, self._temp)
+        must(self.driver.stop().await)
     }
 
-    /// Waits until the bot has handled everything and delivered every call, and the sandbox has
-    /// delivered every event those calls caused (the bot's own messages coming back, thread
-    /// updates, unfurls), until nothing more happens.
     pub async fn idle(&mut self) {
-        let settle = async {
-            loop {
-                self.sandbox.settle().await;
-                self.app.wait_idle().await;
-                if self.sandbox.pending_events() == 0 {
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(30), settle).await.expect("the bot went idle within 30 s");
+        must(self.driver.idle().await)
     }
 
-    fn expect_acked(result: DeliveryResult, what: &str) {
-        assert!(result.is_acked(), "{what} was not accepted by the bot: {result:?}");
-    }
-
-    /// A person posts `text` in `channel` (in a thread if `thread_ts`). Returns the message ts.
     pub async fn say(&mut self, user: &str, channel: &str, thread_ts: Option<&str>, text: &str) -> String {
-        let (ts, result) = self.sandbox.post_as_user(user, channel, text, thread_ts).await;
-        Self::expect_acked(result, "the message");
-        self.idle().await;
-        ts
+        must(self.driver.say(user, channel, thread_ts, text).await)
     }
 
-    /// A person mentions the bot: `@incident-commander <text>`.
     pub async fn mention(&mut self, user: &str, channel: &str, thread_ts: Option<&str>, text: &str) -> String {
-        let text = format!("<@{}> {text}", slack::BOT_USER_ID);
-        self.say(user, channel, thread_ts, &text).await
+        must(self.driver.mention(user, channel, thread_ts, text).await)
     }
 
-    /// A person runs `/incident <text>`; returns the private answers it produced.
     pub async fn slash(&mut self, user: &str, channel: &str, text: &str) -> Vec<String> {
-        let result = self.sandbox.slash(user, channel, text).await;
-        Self::expect_acked(result, "the slash command");
-        self.idle().await;
-        self.new_privates().into_iter().map(|p| p.text).collect()
+        must(self.driver.slash(user, channel, text).await)
     }
 
-    /// A person reacts to a message.
     pub async fn react(&mut self, user: &str, channel: &str, ts: &str, emoji: &str) {
-        let result = self.sandbox.react(user, channel, ts, emoji).await;
-        Self::expect_acked(result, "the reaction");
-        self.idle().await;
+        must(self.driver.react(user, channel, ts, emoji).await)
     }
 
-    /// A person clicks the button `action_id` on a bot message.
     pub async fn click(&mut self, user: &str, channel: &str, ts: &str, action_id: &str) -> Vec<String> {
-        let message = self.sandbox.message(channel, ts).expect("the clicked message exists");
-        let button =
-            find_control(&message.blocks, action_id).unwrap_or_else(|| panic!("no control {action_id} on the message"));
-        let result = self
-            .sandbox
-            .click(
-                user,
-                channel,
-                ts,
-                json!({"type": "button", "action_id": action_id, "block_id": "actions", "value": button["value"]}),
-            )
-            .await;
-        Self::expect_acked(result, "the click");
-        self.idle().await;
-        self.new_privates().into_iter().map(|p| p.text).collect()
+        must(self.driver.click(user, channel, ts, action_id).await)
     }
 
-    /// A person picks a severity in the header's select.
     pub async fn select_severity(&mut self, user: &str, channel: &str, ts: &str, level: u8) -> Vec<String> {
-        let message = self.sandbox.message(channel, ts).expect("the message exists");
-        let select = find_control(&message.blocks, crate::slack::blocks::SEVERITY_SELECT).expect("a severity select");
-        let action = json!({
-            "type": "static_select", "action_id": crate::slack::blocks::SEVERITY_SELECT, "block_id": "actions",
-            "selected_option": {"text": {"type": "plain_text", "text": format!("SEV{level}")}, "value": level.to_string()},
-            "value": select["value"],
-        });
-        let result = self.sandbox.click(user, channel, ts, action).await;
-        Self::expect_acked(result, "the selection");
-        self.idle().await;
-        self.new_privates().into_iter().map(|p| p.text).collect()
+        must(self.driver.select_severity(user, channel, ts, level).await)
     }
 
-    /// Datadog's Slack app posts a monitor notification in `channel` (legacy attachments, empty
-    /// `text`, as the app does). Returns the message ts.
     pub async fn post_datadog_alert(&mut self, channel: &str, alert: &DatadogPost) -> String {
-        let (ts, result) =
-            self.sandbox.post_as_bot(slack::DATADOG_BOT_ID, slack::DATADOG_APP_ID, channel, alert.content()).await;
-        Self::expect_acked(result, "the Datadog post");
-        self.idle().await;
-        ts
+        must(self.driver.post_datadog_alert(channel, alert).await)
     }
 
-    /// Datadog's app edits its post (`message_changed`).
     pub async fn edit_datadog_alert(&mut self, channel: &str, ts: &str, alert: &DatadogPost) {
-        let result = self.sandbox.edit_bot_message(channel, ts, alert.content()).await;
-        Self::expect_acked(result, "the Datadog edit");
-        self.idle().await;
+        must(self.driver.edit_datadog_alert(channel, ts, alert).await)
     }
 
-    /// Posts an alert webhook body to `/webhooks/<source>` with the harness's token. Returns the
-    /// status and the JSON answer.
     pub async fn webhook(&mut self, source: &str, body: &Value) -> (u16, Value) {
-        let (status, answer) = self.webhook_with_token(source, body, Some(WEBHOOK_TOKEN)).await;
-        self.idle().await;
-        (status, answer)
+        must(self.driver.webhook(source, body).await)
     }
 
-    /// Like [`Harness::webhook`] with any token (or none), without waiting for processing.
     pub async fn webhook_with_token(&mut self, source: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let mut req = client.post(format!("http://{}/webhooks/{source}", self.app.addr)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.expect("the bot answers");
-        let status = resp.status().as_u16();
-        let answer = resp.json().await.unwrap_or(Value::Null);
-        (status, answer)
+        must(self.driver.webhook_with_token(source, body, token).await)
     }
 
-    /// Moves the bot's manual clock on and runs its timers (needs `HarnessOptions::clock`).
     pub async fn advance(&mut self, by: chrono::TimeDelta) {
-        let clock = self.manual_clock.clone().expect("advance needs a harness started with a manual clock");
-        let now = clock.advance(by);
-        self.sandbox.set_epoch(now.timestamp());
-        tokio::time::timeout(Duration::from_secs(30), self.app.run_timers()).await.expect("timers ran within 30 s");
-        self.idle().await;
+        must(self.driver.advance(by).await)
     }
 
-    /// Submits the root-cause modal the bot opened most recently.
     pub async fn submit_root_cause(&mut self, user: &str, text: &str) {
-        let (view_id, _, _) = self.sandbox.views().pop().expect("the bot opened a modal");
-        let input = crate::slack::blocks::ROOT_CAUSE_INPUT;
-        let result = self.sandbox.submit_view(user, &view_id, &[(input, text)]).await;
-        Self::expect_acked(result, "the modal submission");
-        self.idle().await;
-    }
-
-    /// Private answers (ephemeral messages, response URLs) not yet returned.
-    pub fn new_privates(&mut self) -> Vec<Private> {
-        let all = self.sandbox.privates();
-        let fresh = all[self.privates_seen..].to_vec();
-        self.privates_seen = all.len();
-        fresh
-    }
-
-    /// Messages the bot posted, in order.
-    pub fn bot_messages(&self) -> Vec<StoredMessage> {
-        self.sandbox.messages().into_iter().filter(|m| m.bot_id.as_deref() == Some(slack::BOT_ID)).collect()
+        must(self.driver.submit_root_cause(user, text).await)
     }
 
     /// The first bot message in `channel` not looked at yet whose text (or blocks) contains
@@ -482,88 +154,5 @@ impl Harness {
             .map(|m| format!("{} {}: {}", m.channel, m.ts, m.text))
             .collect();
         assert!(unread.is_empty(), "the bot posted messages the test never looked at:\n{}", unread.join("\n"));
-    }
-
-    pub fn clock(&self) -> Arc<dyn Clock> {
-        self.clock.clone()
-    }
-
-    /// The bot's manual clock, when it runs on one.
-    pub fn manual_clock(&self) -> Option<Arc<ManualClock>> {
-        self.manual_clock.clone()
-    }
-}
-
-/// Whether a message's text or any of its block texts contains `needle`.
-/// Whether a message holds `needle`, in its text or blocks as sent or as Slack shows them (with
-/// `&lt;`, `&gt;` and `&amp;` decoded).
-pub fn message_contains(m: &StoredMessage, needle: &str) -> bool {
-    let shown = |s: &str| s.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
-    let blocks = m.blocks.to_string();
-    m.text.contains(needle)
-        || blocks.contains(needle)
-        || shown(&m.text).contains(needle)
-        || shown(&blocks).contains(needle)
-}
-
-fn find_control<'a>(blocks: &'a Value, action_id: &str) -> Option<&'a Value> {
-    blocks
-        .as_array()?
-        .iter()
-        .filter(|b| b["type"] == "actions")
-        .find_map(|b| b["elements"].as_array()?.iter().find(|e| e["action_id"] == action_id))
-}
-
-/// A monitor notification as Datadog's Slack app posts it.
-#[derive(Debug, Clone)]
-pub struct DatadogPost {
-    /// e.g. `[P2] [Triggered on {service:api,env:prod}] API latency high`.
-    pub title: String,
-    pub monitor_id: u64,
-    pub body: String,
-    pub tags: Vec<String>,
-}
-
-impl DatadogPost {
-    pub fn new(title: &str, monitor_id: u64) -> DatadogPost {
-        DatadogPost { title: title.into(), monitor_id, body: String::new(), tags: Vec::new() }
-    }
-
-    pub fn body(mut self, body: &str) -> DatadogPost {
-        self.body = body.into();
-        self
-    }
-
-    pub fn tags(mut self, tags: &[&str]) -> DatadogPost {
-        self.tags = tags.iter().map(|t| t.to_string()).collect();
-        self
-    }
-
-    /// The message content: empty `text`, one legacy attachment, Datadog's bot profile.
-    pub fn content(&self) -> Value {
-        let color = if self.title.contains("Recovered") {
-            "#2eb67d"
-        } else if self.title.contains("Warn") {
-            "#ecb22e"
-        } else {
-            "#e01e5a"
-        };
-        let mut text = self.body.clone();
-        if !self.tags.is_empty() {
-            text.push_str(&format!("\nTags: {}", self.tags.join(", ")));
-        }
-        json!({
-            "text": "",
-            "username": "Datadog",
-            "bot_profile": {"id": slack::DATADOG_BOT_ID, "app_id": slack::DATADOG_APP_ID, "name": "Datadog", "deleted": false, "team_id": slack::TEAM_ID},
-            "attachments": [{
-                "fallback": self.title,
-                "title": self.title,
-                "title_link": format!("https://app.datadoghq.com/monitors/{}?link_source=monitor_notif", self.monitor_id),
-                "text": text,
-                "color": color,
-                "mrkdwn_in": ["text"],
-            }],
-        })
     }
 }

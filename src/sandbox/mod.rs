@@ -3,6 +3,6 @@
 //! integration tests and by `incident-commander demo`.
 
 pub mod datadog;
+pub mod driver;
 pub mod harness;
-pub mod secondary;
 pub mod slack;
