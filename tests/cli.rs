@@ -219,3 +219,37 @@ fn simulate_refuses_unreadable_payloads_with_exit_2() {
         assert!(stderr.starts_with("cannot read"), "{stderr}");
     }
 }
+
+/// A payload with more alerts than the storm rate goes the bot's own way: the first alerts open
+/// their incidents as usual, then the channel is in a storm and the summary is posted once.
+#[test]
+fn simulate_shows_a_storm() {
+    let alerts: Vec<serde_json::Value> = (0..14)
+        .map(|i| {
+            serde_json::json!({"status": "firing", "labels": {"alertname": format!("Disk{i}"), "team": "backend"},
+                               "startsAt": "2026-11-25T11:59:00Z", "fingerprint": format!("d{i}")})
+        })
+        .collect();
+    let am = serde_json::json!({"version": "4", "status": "firing", "alerts": alerts});
+    let (code, stdout, stderr) = simulate(&am.to_string(), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let reports = report["alerts"].as_array().unwrap();
+    assert_eq!(reports.len(), 14);
+    assert!(reports.iter().all(|a| a["decision"]["action"] == "open"), "{stdout}");
+    let summaries: Vec<usize> = reports
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| {
+            a["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m.as_str().unwrap().starts_with("post the alert storm summary"))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(summaries, [10], "the eleventh alert within a minute starts the storm (alerts.storm = 10 per 1m)");
+    let first = reports[0]["messages"].as_array().unwrap();
+    assert!(first.iter().any(|m| m == "post the incident's root message in C0ALERTS1"), "{first:?}");
+}

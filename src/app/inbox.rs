@@ -174,11 +174,6 @@ impl Inbox {
         Ok(Inbox { store, commit, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) })
     }
 
-    /// The group commit this inbox makes events durable with.
-    pub fn group_commit(&self) -> &GroupCommit {
-        &self.commit
-    }
-
     /// The time on the bot's clock, for what ingress stamps on arrival.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()

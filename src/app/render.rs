@@ -27,13 +27,13 @@ fn thread_of(incident: &Incident) -> ThreadRef {
 
 fn postmortem(incident: &Incident) -> Message {
     Message {
-        text: format!("Postmortem draft for {}", incident.id),
+        text: messages::postmortem_title(incident.id),
         blocks: vec![messages::Block::Markdown(postmortem_markdown(incident))],
     }
 }
 
 /// Slack channel names: lower case, digits, `-` and `_`, at most 80 characters.
-pub fn incident_channel_name(incident: &Incident) -> String {
+fn incident_channel_name(incident: &Incident) -> String {
     let mut slug = String::new();
     for c in incident.title.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {

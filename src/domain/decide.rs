@@ -13,9 +13,10 @@ use super::incident::{
     RootCause, SeveritySetBy, SlackLocation, Status, TransitionError,
 };
 use super::messages;
+use super::messages::storm_summary_message;
 use super::policy::Policy;
 use super::severity::{Assessment, SeverityInput, assess};
-use super::storm::{StormWatch, Weather, storm_summary_message};
+use super::storm::{StormWatch, Weather};
 
 /// Something that happened, as the domain sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -446,17 +447,8 @@ fn new_incident(
         confirmed_roles: Vec::new(),
         held: None,
     };
-    let roles = format!(
-        "commander {} (primary on call), investigator {}",
-        shift.primary.mention(),
-        shift.next.map(UserId::mention).unwrap_or_else(|| "open (one-member rotation)".into())
-    );
-    incident.record(
-        ctx.now,
-        Actor::Bot,
-        EntryKind::Opened,
-        format!("Opened as {} ({}); {roles}", incident.severity, assessment.reason),
-    );
+    let note = messages::opened_note(incident.severity, &assessment.reason, shift.primary, shift.next);
+    incident.record(ctx.now, Actor::Bot, EntryKind::Opened, note);
     incident
 }
 
@@ -513,7 +505,7 @@ fn open_from_alert(id: IncidentId, alert: &Alert, by: Option<&UserId>, ctx: Cont
             ctx.now,
             Actor::Person(by.clone()),
             EntryKind::Note,
-            format!("Opened from a {} alert by {}", alert.transition, by.mention()),
+            messages::opened_from_alert_note(alert.transition, by),
         );
     }
     let effects = opening_effects(&incident, needs_root, ctx);
@@ -560,14 +552,15 @@ fn fold_alert(current: &Incident, alert: &Alert, ctx: Context<'_>) -> Outcome {
         effects.push(Effect::SyncHeader);
         match change.and_then(|c| c.note) {
             Some((kind, text)) => {
-                incident.record(ctx.now, monitor.clone(), kind, format!("Alert {previous} → {}", alert.transition));
+                let note = messages::alert_transition_note(previous, alert.transition, false);
+                incident.record(ctx.now, monitor.clone(), kind, note);
                 effects.push(Effect::Reply(text));
             }
             None if !same_message => incident.record(
                 ctx.now,
                 monitor.clone(),
                 EntryKind::AlertFolded,
-                format!("Alert repeated ({})", alert.transition),
+                messages::alert_repeated_note(alert.transition),
             ),
             None => {}
         }
@@ -660,19 +653,7 @@ fn catch_up(incident: &mut Incident, now: DateTime<Utc>, effects: &mut Vec<Effec
     let Some(held) = incident.held.take() else { return };
     let Some(track) = &incident.alerts else { return };
     let text = messages::storm_catch_up_message(&held, track.last_transition, track.last_seen);
-    incident.record(
-        now,
-        Actor::Bot,
-        EntryKind::StormSummary,
-        format!(
-            "During the alert storm since {}: {} alerts, {} state changes ({} → {})",
-            held.since.format("%H:%M:%S UTC"),
-            held.alerts,
-            held.transitions,
-            held.first_transition,
-            track.last_transition
-        ),
-    );
+    incident.record(now, Actor::Bot, EntryKind::StormSummary, messages::storm_held_note(&held, track.last_transition));
     effects.push(Effect::Reply(text));
     effects.push(Effect::SyncHeader);
 }
@@ -687,10 +668,10 @@ fn resolve_on_recovery(incident: &mut Incident, alert: &Alert, ctx: Context<'_>,
         incident.status = Status::Mitigated;
         incident.mitigated_at = Some(ctx.now);
         incident.deadlines.escalate_at = None;
-        incident.record(ctx.now, monitor.clone(), EntryKind::Mitigated, "Mitigated: the alert recovered");
+        incident.record(ctx.now, monitor.clone(), EntryKind::Mitigated, messages::mitigated_by_recovery_note());
     }
     catch_up(incident, ctx.now, effects);
-    if incident.resolve(Some("the alert recovered (alerts.resolve_on_recovery)"), &monitor, ctx.now).is_ok() {
+    if incident.resolve(Some(messages::resolved_by_recovery_summary()), &monitor, ctx.now).is_ok() {
         effects.push(Effect::Reply(messages::resolved_message(incident)));
         effects.push(postmortem_effect(incident));
         effects.push(Effect::RequestEvidence(EvidencePurpose::Resolution));
@@ -699,19 +680,11 @@ fn resolve_on_recovery(incident: &mut Incident, alert: &Alert, ctx: Context<'_>,
 
 /// What an edit changed in the alert itself, as timeline phrases (empty: nothing that matters).
 fn alert_changes(before: &Alert, after: &Alert) -> Vec<String> {
-    let mut changes = Vec::new();
-    if before.transition != after.transition {
-        changes.push(format!("{} → {}", before.transition, after.transition));
-    }
-    if before.priority != after.priority {
-        let show = |p: Option<super::ids::Priority>| p.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
-        changes.push(format!("priority {} → {}", show(before.priority), show(after.priority)));
-    }
-    let (was, now) = (before.name(), after.name());
-    if was != now {
-        changes.push(format!("title “{was}” → “{now}”"));
-    }
-    changes
+    messages::alert_change_phrases(
+        (before.transition, after.transition),
+        (before.priority, after.priority),
+        (&before.name(), &after.name()),
+    )
 }
 
 /// An alert message was edited. Only a change of the alert itself counts; it is compared with
@@ -732,12 +705,7 @@ fn edit_alert(current: &Incident, alert: &Alert, before: &Alert, ctx: Context<'_
     let mut incident = current.clone();
     let mut effects = vec![Effect::SyncHeader];
     let monitor = Actor::Monitor(alert.source);
-    incident.record(
-        ctx.now,
-        monitor.clone(),
-        EntryKind::AlertEdited,
-        format!("The alert message was edited: {}", changes.join("; ")),
-    );
+    incident.record(ctx.now, monitor.clone(), EntryKind::AlertEdited, messages::alert_edited_note(&changes));
     if let Some(track) = incident.alerts.as_mut()
         && let Some(p) = alert.priority
     {
@@ -747,7 +715,7 @@ fn edit_alert(current: &Incident, alert: &Alert, before: &Alert, ctx: Context<'_
     if let Some(TransitionChange { note: Some((kind, text)) }) = apply_transition(&mut incident, alert.transition, ctx)
     {
         let from = previous.unwrap_or(before.transition);
-        incident.record(ctx.now, monitor, kind, format!("Alert {from} → {} (edited)", alert.transition));
+        incident.record(ctx.now, monitor, kind, messages::alert_transition_note(from, alert.transition, true));
         effects.push(Effect::Reply(text));
     }
     if alert.transition.is_problem() {
@@ -764,7 +732,7 @@ fn alert_deleted(current: &Incident, title: &str, ctx: Context<'_>) -> Outcome {
         ctx.now,
         Actor::Bot,
         EntryKind::AlertDeleted,
-        format!("The alert message “{}” was deleted in Slack; {} stays {}", title.trim(), incident.id, incident.status),
+        messages::alert_deleted_note(title, incident.id, incident.status),
     );
     changed(incident, Vec::new())
 }
@@ -816,10 +784,7 @@ fn apply_suggestion(incident: &mut Incident, suggestion: Assessment, ctx: Contex
                 ctx.now,
                 Actor::Bot,
                 EntryKind::SeveritySuggested,
-                format!(
-                    "Rules suggest {} ({}); severity stays {}",
-                    suggestion.severity, suggestion.reason, incident.severity
-                ),
+                messages::severity_suggested_note(suggestion.severity, &suggestion.reason, incident.severity),
             );
             effects.push(Effect::SuggestSeverity { severity: suggestion.severity, reason: suggestion.reason });
         }
@@ -842,7 +807,7 @@ fn declare(
         .unwrap_or_else(|| policy.default_team());
     let (assessment, set_by) = match severity {
         Some(s) => (
-            Assessment { severity: s, reason: format!("declared by {}", by.mention()) },
+            Assessment { severity: s, reason: messages::declared_severity_reason(by) },
             SeveritySetBy::Person(by.clone()),
         ),
         None => (severity_for(None, &[], &team.name, policy), SeveritySetBy::Rules),
@@ -852,9 +817,9 @@ fn declare(
         ..SlackLocation::default()
     };
     let mut incident = new_incident(id, title.trim().to_string(), &team.name, assessment, set_by, None, slack, ctx);
-    incident.record(ctx.now, Actor::Person(by.clone()), EntryKind::Note, format!("Declared by {}", by.mention()));
+    incident.record(ctx.now, Actor::Person(by.clone()), EntryKind::Note, messages::declared_note(by));
     let mut effects = opening_effects(&incident, true, ctx);
-    effects.push(Effect::Answer(format!("Declared {} · {}: {}", incident.id, incident.severity, incident.title)));
+    effects.push(Effect::Answer(messages::declared_answer(&incident)));
     changed(incident, effects)
 }
 
@@ -896,7 +861,7 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             incident.ensure_open_for(*severity)?;
             incident.suggested_severity = None;
             let previous = incident.severity;
-            let reason = format!("suggestion accepted by {}", by.mention());
+            let reason = messages::suggestion_accepted_reason(by);
             incident.apply_severity(*severity, reason.clone(), SeveritySetBy::Person(by.clone()), now);
             rearm_for_severity(&mut incident, ctx);
             effects.push(Effect::Reply(messages::severity_changed_message(previous, *severity, &reason)));
@@ -967,10 +932,7 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             effects.push(Effect::Answer(messages::note_added_message(by)));
         }
         Action::Pin { text, author } => {
-            let quoted = match author {
-                Some(a) => format!("Pinned by {}: {} wrote “{}”", by.mention(), a.mention(), text.trim()),
-                None => format!("Pinned by {}: “{}”", by.mention(), text.trim()),
-            };
+            let quoted = messages::pinned_note(by, author.as_ref(), text);
             incident.record(now, Actor::Person(by.clone()), EntryKind::Pinned, quoted);
         }
     }
@@ -1036,16 +998,15 @@ fn tick(current: &Incident, ctx: Context<'_>) -> Outcome {
         incident.deadlines.escalations += 1;
         let step = incident.deadlines.escalations;
         let call = escalation_targets(current, step, policy);
-        let names: Vec<String> = call.iter().map(|u| u.mention()).collect();
         effects.push(Effect::Reply(messages::escalation_message(incident.id, now - incident.opened_at, &call)));
-        incident.record(now, Actor::Bot, EntryKind::Escalated, format!("Escalation {step}: {}", names.join(" ")));
+        incident.record(now, Actor::Bot, EntryKind::Escalated, messages::escalation_note(step, &call));
         incident.deadlines.escalate_at =
             (step < MAX_ESCALATIONS).then(|| now + policy.timers.ack_timeout.get(incident.severity));
     }
     if incident.deadlines.status_reminder_at.is_some_and(|t| t <= now) {
         let since = now - incident.last_status_update_at.unwrap_or(incident.opened_at);
         effects.push(Effect::Reply(messages::status_reminder_message(incident.commander.as_ref(), since)));
-        incident.record(now, Actor::Bot, EntryKind::Reminder, "Reminded the commander to post a status update");
+        incident.record(now, Actor::Bot, EntryKind::Reminder, messages::status_reminded_note());
         incident.deadlines.status_reminder_at = Some(now + policy.timers.status_update.get(incident.severity));
     }
     if incident.deadlines.root_cause_reminder_at.is_some_and(|t| t <= now) {
@@ -1054,7 +1015,7 @@ fn tick(current: &Incident, ctx: Context<'_>) -> Outcome {
         } else {
             let since = now - incident.mitigated_at.unwrap_or(incident.opened_at);
             effects.push(Effect::Reply(messages::root_cause_reminder_message(incident.investigator.as_ref(), since)));
-            incident.record(now, Actor::Bot, EntryKind::Reminder, "Reminded the investigator about the root cause");
+            incident.record(now, Actor::Bot, EntryKind::Reminder, messages::root_cause_reminded_note());
             incident.deadlines.root_cause_reminder_at = Some(now + policy.timers.root_cause_reminder);
         }
     }
@@ -1119,7 +1080,7 @@ fn evidence(
                 && !state.snapshots.contains(&which)
             {
                 state.snapshots.push(which);
-                incident.record(now, Actor::Bot, EntryKind::Evidence, format!("Evidence {label}: {summary}"));
+                incident.record(now, Actor::Bot, EntryKind::Evidence, messages::evidence_note(label, &summary));
                 if which == EvidencePurpose::Resolution && incident.postmortem_posted {
                     effects.push(Effect::UpdatePostmortem);
                 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, AlertSource, Fingerprint, Link, Transition};
 use super::ids::{ChannelId, IncidentId, Severity, UserId};
+use super::messages;
 
 /// The commander's track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -467,12 +468,7 @@ impl Incident {
                 self.status = Status::Acknowledged;
                 self.acknowledged_at.get_or_insert(now);
                 self.deadlines.escalate_at = None;
-                self.record(
-                    now,
-                    Actor::Person(by.clone()),
-                    EntryKind::Acknowledged,
-                    format!("Acknowledged by {}", by.mention()),
-                );
+                self.record(now, Actor::Person(by.clone()), EntryKind::Acknowledged, messages::acknowledged_note(by));
                 Ok(())
             }
             _ => {
@@ -563,14 +559,19 @@ impl Incident {
             SeveritySetBy::Rules => Actor::Bot,
             SeveritySetBy::Person(u) => Actor::Person(u.clone()),
         };
-        self.record(now, actor, EntryKind::SeverityChanged, format!("Severity {previous} → {severity}: {reason}"));
+        self.record(
+            now,
+            actor,
+            EntryKind::SeverityChanged,
+            messages::severity_changed_note(previous, severity, &reason),
+        );
     }
 
     pub fn post_status(&mut self, text: &str, by: &UserId, now: DateTime<Utc>) -> Result<(), TransitionError> {
         self.ensure_open()?;
         non_empty(self.id, text, "A status update", "status", "Rolled back the deploy; error rate falling")?;
         self.last_status_update_at = Some(now);
-        self.record(now, Actor::Person(by.clone()), EntryKind::StatusUpdate, format!("Status update: {}", text.trim()));
+        self.record(now, Actor::Person(by.clone()), EntryKind::StatusUpdate, messages::status_update_note(text));
         Ok(())
     }
 
@@ -591,10 +592,7 @@ impl Incident {
         self.status = Status::Mitigated;
         self.mitigated_at = Some(now);
         self.deadlines.escalate_at = None;
-        let text = match note.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(n) => format!("Mitigated by {}: {n}", by.mention()),
-            None => format!("Mitigated by {}", by.mention()),
-        };
+        let text = messages::mitigated_note(by, note.map(str::trim).filter(|n| !n.is_empty()));
         self.record(now, Actor::Person(by.clone()), EntryKind::Mitigated, text);
         Ok(())
     }
@@ -605,8 +603,7 @@ impl Incident {
         let updated = self.root_cause.is_found();
         self.root_cause = RootCause::Found { text: text.trim().to_string(), by: by.clone(), at: now };
         self.deadlines.root_cause_reminder_at = None;
-        let verb = if updated { "Root cause updated" } else { "Root cause found" };
-        self.record(now, Actor::Person(by.clone()), EntryKind::RootCause, format!("{verb}: {}", text.trim()));
+        self.record(now, Actor::Person(by.clone()), EntryKind::RootCause, messages::root_cause_note(text, updated));
         Ok(updated)
     }
 
@@ -620,10 +617,7 @@ impl Incident {
         self.resolved_at = Some(now);
         self.deadlines = Deadlines::default();
         self.resolution_summary = summary.map(str::trim).filter(|s| !s.is_empty()).map(String::from);
-        let text = match &self.resolution_summary {
-            Some(s) => format!("Resolved by {by}: {s}"),
-            None => format!("Resolved by {by}"),
-        };
+        let text = messages::resolved_note(by, self.resolution_summary.as_deref());
         self.record(now, by.clone(), EntryKind::Resolved, text);
         Ok(())
     }
@@ -635,7 +629,7 @@ impl Incident {
         self.status = Status::Reopened;
         self.mitigated_at = None;
         self.resolved_at = None;
-        self.record(now, Actor::Person(by.clone()), EntryKind::Reopened, format!("Reopened by {}", by.mention()));
+        self.record(now, Actor::Person(by.clone()), EntryKind::Reopened, messages::reopened_note(by));
         Ok(())
     }
 

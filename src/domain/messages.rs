@@ -558,11 +558,6 @@ pub fn no_open_incident_message() -> String {
     "There is no open incident. `/incident declare <title>` opens one.".to_string()
 }
 
-/// The store could not be read while answering: the person can retry.
-pub fn cannot_read_message(what: &str, error: &str) -> String {
-    format!("Cannot read {what} right now ({error}). Try again in a moment.")
-}
-
 /// A command named a team the policy does not have.
 pub fn no_such_team_message(name: &str, teams: &[&str]) -> String {
     format!("There is no team `{}`. Teams: {}.", escape_untrusted(name), teams.join(", "))
@@ -584,6 +579,217 @@ pub fn root_cause_command_hint(incident: Option<IncidentId>) -> String {
 pub fn not_an_alert_message() -> String {
     "That message is not an alert I know, so I cannot open an incident from it. Use `/incident declare <title>` instead."
         .to_string()
+}
+
+/// Most monitors listed in the summary; the rest are summed up in one line.
+pub const SUMMARY_MONITORS: usize = 20;
+
+/// The storm summary message, edited in place as the storm goes on, and a last time when it is
+/// `over`.
+pub fn storm_summary_message(storm: &super::storm::Storm, over: bool) -> String {
+    let first = if over {
+        format!(
+            ":white_sun_small_cloud: *Alert storm over* ({} to {}): {} alerts from {} monitors. Each incident's thread has a catch-up note.",
+            storm.started_at.format("%H:%M:%S UTC"),
+            storm.last_at.format("%H:%M:%S UTC"),
+            storm.total,
+            storm.monitors.len(),
+        )
+    } else {
+        format!(
+            ":thunder_cloud_and_rain: *Alert storm* since {}: {} alerts from {} monitors (last at {}). Repeats are counted here instead of posted one by one.",
+            storm.started_at.format("%H:%M:%S UTC"),
+            storm.total,
+            storm.monitors.len(),
+            storm.last_at.format("%H:%M:%S UTC"),
+        )
+    };
+    let mut lines = vec![first];
+    let mut monitors: Vec<(&String, &super::storm::MonitorCount)> = storm.monitors.iter().collect();
+    monitors.sort_by(|a, b| b.1.alerts.cmp(&a.1.alerts).then(a.0.cmp(b.0)));
+    for (name, count) in monitors.iter().take(SUMMARY_MONITORS) {
+        let incident = count.incident.map(|i| format!("{i} · ")).unwrap_or_default();
+        lines.push(format!(
+            "• {incident}{} — {} alert{}",
+            escape_untrusted(name),
+            count.alerts,
+            if count.alerts == 1 { "" } else { "s" }
+        ));
+    }
+    if monitors.len() > SUMMARY_MONITORS {
+        let rest: u64 = monitors[SUMMARY_MONITORS..].iter().map(|(_, c)| c.alerts).sum();
+        lines.push(format!("• and {} more monitors — {rest} alerts", monitors.len() - SUMMARY_MONITORS));
+    }
+    lines.join("\n")
+}
+
+// Timeline entries: what the incident's record says happened, shown by `/incident timeline`
+// and in the postmortem.
+
+/// The first entry of an incident the bot opened.
+pub fn opened_note(severity: Severity, reason: &str, commander: &UserId, investigator: Option<&UserId>) -> String {
+    format!(
+        "Opened as {severity} ({reason}); commander {} (primary on call), investigator {}",
+        commander.mention(),
+        investigator.map(UserId::mention).unwrap_or_else(|| "open (one-member rotation)".into())
+    )
+}
+
+/// A person opened an incident from an alert that opened none (the open reaction).
+pub fn opened_from_alert_note(transition: Transition, by: &UserId) -> String {
+    format!("Opened from a {transition} alert by {}", by.mention())
+}
+
+/// The alert moved from one state to another (`edited`: by an edit of its message).
+pub fn alert_transition_note(from: Transition, to: Transition, edited: bool) -> String {
+    format!("Alert {from} → {to}{}", if edited { " (edited)" } else { "" })
+}
+
+/// The same alert again, in the same state.
+pub fn alert_repeated_note(transition: Transition) -> String {
+    format!("Alert repeated ({transition})")
+}
+
+/// What an edit changed in an alert: its state, its priority, its title.
+pub fn alert_change_phrases(
+    transition: (Transition, Transition),
+    priority: (Option<super::ids::Priority>, Option<super::ids::Priority>),
+    title: (&str, &str),
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    if transition.0 != transition.1 {
+        changes.push(format!("{} → {}", transition.0, transition.1));
+    }
+    if priority.0 != priority.1 {
+        let show = |p: Option<super::ids::Priority>| p.map(|p| p.to_string()).unwrap_or_else(|| "none".into());
+        changes.push(format!("priority {} → {}", show(priority.0), show(priority.1)));
+    }
+    if title.0 != title.1 {
+        changes.push(format!("title “{}” → “{}”", title.0, title.1));
+    }
+    changes
+}
+
+/// The alert's own message was edited in a way that changes the alert.
+pub fn alert_edited_note(changes: &[String]) -> String {
+    format!("The alert message was edited: {}", changes.join("; "))
+}
+
+/// The alert's own message was deleted in Slack.
+pub fn alert_deleted_note(title: &str, id: IncidentId, status: Status) -> String {
+    format!("The alert message “{}” was deleted in Slack; {id} stays {status}", title.trim())
+}
+
+/// The severity reason of a declaration with a severity.
+pub fn declared_severity_reason(by: &UserId) -> String {
+    format!("declared by {}", by.mention())
+}
+
+pub fn declared_note(by: &UserId) -> String {
+    format!("Declared by {}", by.mention())
+}
+
+/// The private answer to the person who declared.
+pub fn declared_answer(incident: &Incident) -> String {
+    format!("Declared {} · {}: {}", incident.id, incident.severity, incident.title)
+}
+
+/// The severity reason when a person accepts the rules' suggestion.
+pub fn suggestion_accepted_reason(by: &UserId) -> String {
+    format!("suggestion accepted by {}", by.mention())
+}
+
+/// A message pinned to the timeline with the pin reaction.
+pub fn pinned_note(by: &UserId, author: Option<&UserId>, text: &str) -> String {
+    match author {
+        Some(a) => format!("Pinned by {}: {} wrote “{}”", by.mention(), a.mention(), text.trim()),
+        None => format!("Pinned by {}: “{}”", by.mention(), text.trim()),
+    }
+}
+
+/// An escalation step and who it called.
+pub fn escalation_note(step: u32, called: &[&UserId]) -> String {
+    let names: Vec<String> = called.iter().map(|u| u.mention()).collect();
+    format!("Escalation {step}: {}", names.join(" "))
+}
+
+/// The evidence as it stood at a moment the postmortem keeps (`label`: "at opening", ...).
+pub fn evidence_note(label: &str, summary: &str) -> String {
+    format!("Evidence {label}: {summary}")
+}
+
+/// The catch-up note's timeline entry after a storm held the incident's per-alert messages.
+pub fn storm_held_note(held: &super::incident::HeldAlerts, last: Transition) -> String {
+    format!(
+        "During the alert storm since {}: {} alerts, {} state changes ({} → {last})",
+        held.since.format("%H:%M:%S UTC"),
+        held.alerts,
+        held.transitions,
+        held.first_transition,
+    )
+}
+
+/// `alerts.resolve_on_recovery`: the recovery mitigated the incident...
+pub fn mitigated_by_recovery_note() -> &'static str {
+    "Mitigated: the alert recovered"
+}
+
+/// ...and resolved it, with this summary.
+pub fn resolved_by_recovery_summary() -> &'static str {
+    "the alert recovered (alerts.resolve_on_recovery)"
+}
+
+/// The rules would grade differently than the severity a person set.
+pub fn severity_suggested_note(suggested: Severity, reason: &str, current: Severity) -> String {
+    format!("Rules suggest {suggested} ({reason}); severity stays {current}")
+}
+
+pub fn status_reminded_note() -> &'static str {
+    "Reminded the commander to post a status update"
+}
+
+pub fn root_cause_reminded_note() -> &'static str {
+    "Reminded the investigator about the root cause"
+}
+
+pub fn acknowledged_note(by: &UserId) -> String {
+    format!("Acknowledged by {}", by.mention())
+}
+
+pub fn severity_changed_note(from: Severity, to: Severity, reason: &str) -> String {
+    format!("Severity {from} → {to}: {reason}")
+}
+
+pub fn status_update_note(text: &str) -> String {
+    format!("Status update: {}", text.trim())
+}
+
+pub fn mitigated_note(by: &UserId, note: Option<&str>) -> String {
+    match note {
+        Some(n) => format!("Mitigated by {}: {n}", by.mention()),
+        None => format!("Mitigated by {}", by.mention()),
+    }
+}
+
+pub fn root_cause_note(text: &str, updated: bool) -> String {
+    let verb = if updated { "Root cause updated" } else { "Root cause found" };
+    format!("{verb}: {}", text.trim())
+}
+
+pub fn resolved_note(by: &super::incident::Actor, summary: Option<&str>) -> String {
+    match summary {
+        Some(s) => format!("Resolved by {by}: {s}"),
+        None => format!("Resolved by {by}"),
+    }
+}
+
+pub fn reopened_note(by: &UserId) -> String {
+    format!("Reopened by {}", by.mention())
+}
+
+/// The notification text of the postmortem draft message.
+pub fn postmortem_title(id: IncidentId) -> String {
+    format!("Postmortem draft for {id}")
 }
 
 #[cfg(test)]
@@ -616,5 +822,95 @@ mod tests {
         }
         assert_eq!(ButtonAction::from_id("accept_severity_9", None), None);
         assert_eq!(ButtonAction::from_id("take_over_commander", None), None, "a take-over names the holder");
+    }
+
+    fn alice() -> UserId {
+        UserId::parse("U0ALICE01").unwrap()
+    }
+
+    fn bob() -> UserId {
+        UserId::parse("U0BOB0001").unwrap()
+    }
+
+    /// Every answer the application gives instead of doing something, as people read it.
+    #[test]
+    fn answers_read_as_written() {
+        let inc = IncidentId::new(9).unwrap();
+        insta::assert_snapshot!(no_such_incident_message(inc), @"INC-9 does not exist. `/incident list all` shows every incident.");
+        insta::assert_snapshot!(which_incident_unnamed_message(), @"Which incident? Add its id (e.g. `INC-3`), or run the command in the incident's thread.");
+        insta::assert_snapshot!(no_open_incident_message(), @"There is no open incident. `/incident declare <title>` opens one.");
+        insta::assert_snapshot!(no_such_team_message("pay<ments>", &["backend", "frontend"]), @"There is no team `pay&lt;ments&gt;`. Teams: backend, frontend.");
+        insta::assert_snapshot!(root_cause_command_hint(Some(inc)), @"Record the root cause with `/incident rootcause INC-9 <what caused it>`.");
+        insta::assert_snapshot!(root_cause_command_hint(None), @"Record the root cause with `/incident rootcause INC-<n> <what caused it>`.");
+        insta::assert_snapshot!(not_an_alert_message(), @"That message is not an alert I know, so I cannot open an incident from it. Use `/incident declare <title>` instead.");
+        let line = oncall_line("backend", &alice(), Some(&bob()), "Mon 09 Nov 09:00 UTC");
+        insta::assert_snapshot!(oncall_message(&[line]), @r"
+        *On call now*
+        • *backend*: <@U0ALICE01> (commander) until Mon 09 Nov 09:00 UTC; next <@U0BOB0001> (investigator)
+        ");
+    }
+
+    /// The timeline's entries, as `/incident timeline` and the postmortem show them.
+    #[test]
+    fn timeline_entries_read_as_written() {
+        use super::super::alert::Transition::{Recovered, Triggered, Warn};
+        use super::super::ids::Priority;
+        insta::assert_snapshot!(opened_note(Severity::Sev2, "priority P2 (severity rule 3)", &alice(), Some(&bob())), @"Opened as SEV2 (priority P2 (severity rule 3)); commander <@U0ALICE01> (primary on call), investigator <@U0BOB0001>");
+        insta::assert_snapshot!(opened_note(Severity::Sev3, "default", &alice(), None), @"Opened as SEV3 (default); commander <@U0ALICE01> (primary on call), investigator open (one-member rotation)");
+        insta::assert_snapshot!(opened_from_alert_note(Warn, &bob()), @"Opened from a Warn alert by <@U0BOB0001>");
+        insta::assert_snapshot!(alert_transition_note(Triggered, Recovered, false), @"Alert Triggered → Recovered");
+        insta::assert_snapshot!(alert_transition_note(Recovered, Triggered, true), @"Alert Recovered → Triggered (edited)");
+        insta::assert_snapshot!(alert_repeated_note(Triggered), @"Alert repeated (Triggered)");
+        let changes =
+            alert_change_phrases((Triggered, Recovered), (Some(Priority::P2), None), ("API errors", "API errors high"));
+        insta::assert_snapshot!(alert_edited_note(&changes), @"The alert message was edited: Triggered → Recovered; priority P2 → none; title “API errors” → “API errors high”");
+        assert!(
+            alert_change_phrases((Warn, Warn), (None, None), ("a", "a")).is_empty(),
+            "an unchanged alert has no phrases"
+        );
+        insta::assert_snapshot!(alert_deleted_note(" API errors ", IncidentId::FIRST, Status::Acknowledged), @"The alert message “API errors” was deleted in Slack; INC-1 stays Acknowledged");
+        insta::assert_snapshot!(declared_note(&alice()), @"Declared by <@U0ALICE01>");
+        insta::assert_snapshot!(pinned_note(&alice(), Some(&bob()), " rolled back "), @"Pinned by <@U0ALICE01>: <@U0BOB0001> wrote “rolled back”");
+        insta::assert_snapshot!(pinned_note(&alice(), None, "the incident header"), @"Pinned by <@U0ALICE01>: “the incident header”");
+        insta::assert_snapshot!(escalation_note(2, &[&alice(), &bob()]), @"Escalation 2: <@U0ALICE01> <@U0BOB0001>");
+        insta::assert_snapshot!(evidence_note("at opening", "isolated to acme"), @"Evidence at opening: isolated to acme");
+        insta::assert_snapshot!(severity_suggested_note(Severity::Sev1, "P1 alert in production", Severity::Sev3), @"Rules suggest SEV1 (P1 alert in production); severity stays SEV3");
+        insta::assert_snapshot!(severity_changed_note(Severity::Sev3, Severity::Sev1, "customers down"), @"Severity SEV3 → SEV1: customers down");
+        insta::assert_snapshot!(status_update_note(" rolled back "), @"Status update: rolled back");
+        insta::assert_snapshot!(mitigated_note(&alice(), Some("rolled back")), @"Mitigated by <@U0ALICE01>: rolled back");
+        insta::assert_snapshot!(root_cause_note("pool exhausted", true), @"Root cause updated: pool exhausted");
+        insta::assert_snapshot!(reopened_note(&bob()), @"Reopened by <@U0BOB0001>");
+        insta::assert_snapshot!(acknowledged_note(&bob()), @"Acknowledged by <@U0BOB0001>");
+        insta::assert_snapshot!(incident_channel_note(&super::super::ids::ChannelId::parse("C0INC0001").unwrap()), @"Dedicated channel <#C0INC0001> created");
+        insta::assert_snapshot!(thread_link("https://acme.slack.com/", &super::super::ids::ChannelId::parse("C0ALERTS1").unwrap(), "1700000000.000100"), @"https://acme.slack.com/archives/C0ALERTS1/p1700000000000100");
+        insta::assert_snapshot!(postmortem_title(IncidentId::FIRST), @"Postmortem draft for INC-1");
+    }
+
+    #[test]
+    fn the_storm_summary_counts_by_monitor() {
+        use chrono::TimeZone;
+        use std::collections::BTreeMap;
+        let at = |s: i64| Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
+        let mut monitors = BTreeMap::new();
+        monitors.insert(
+            "cpu <high>".to_string(),
+            super::super::storm::MonitorCount { alerts: 7, incident: Some(IncidentId::FIRST) },
+        );
+        monitors.insert("disk".to_string(), super::super::storm::MonitorCount { alerts: 1, incident: None });
+        let storm = super::super::storm::Storm {
+            id: 1,
+            channel: super::super::ids::ChannelId::parse("C0ALERTS1").unwrap(),
+            started_at: at(0),
+            last_at: at(42),
+            total: 8,
+            monitors,
+            summary_at: at(40),
+        };
+        insta::assert_snapshot!(storm_summary_message(&storm, false), @r"
+        :thunder_cloud_and_rain: *Alert storm* since 08:00:00 UTC: 8 alerts from 2 monitors (last at 08:00:42 UTC). Repeats are counted here instead of posted one by one.
+        • INC-1 · cpu &lt;high&gt; — 7 alerts
+        • disk — 1 alert
+        ");
+        insta::assert_snapshot!(storm_summary_message(&storm, true).lines().next().unwrap(), @":white_sun_small_cloud: *Alert storm over* (08:00:00 UTC to 08:00:42 UTC): 8 alerts from 2 monitors. Each incident's thread has a catch-up note.");
     }
 }

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{ChannelId, IncidentId};
 use super::policy::Rate;
-use super::text::escape_untrusted;
 
 /// One storm in one channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,51 +159,10 @@ impl StormWatch {
     }
 }
 
-/// Most monitors listed in the summary; the rest are summed up in one line.
-pub const SUMMARY_MONITORS: usize = 20;
-
-/// The storm summary message, edited in place as the storm goes on, and a last time when it is
-/// `over`.
-pub fn storm_summary_message(storm: &Storm, over: bool) -> String {
-    let first = if over {
-        format!(
-            ":white_sun_small_cloud: *Alert storm over* ({} to {}): {} alerts from {} monitors. Each incident's thread has a catch-up note.",
-            storm.started_at.format("%H:%M:%S UTC"),
-            storm.last_at.format("%H:%M:%S UTC"),
-            storm.total,
-            storm.monitors.len(),
-        )
-    } else {
-        format!(
-            ":thunder_cloud_and_rain: *Alert storm* since {}: {} alerts from {} monitors (last at {}). Repeats are counted here instead of posted one by one.",
-            storm.started_at.format("%H:%M:%S UTC"),
-            storm.total,
-            storm.monitors.len(),
-            storm.last_at.format("%H:%M:%S UTC"),
-        )
-    };
-    let mut lines = vec![first];
-    let mut monitors: Vec<(&String, &MonitorCount)> = storm.monitors.iter().collect();
-    monitors.sort_by(|a, b| b.1.alerts.cmp(&a.1.alerts).then(a.0.cmp(b.0)));
-    for (name, count) in monitors.iter().take(SUMMARY_MONITORS) {
-        let incident = count.incident.map(|i| format!("{i} · ")).unwrap_or_default();
-        lines.push(format!(
-            "• {incident}{} — {} alert{}",
-            escape_untrusted(name),
-            count.alerts,
-            if count.alerts == 1 { "" } else { "s" }
-        ));
-    }
-    if monitors.len() > SUMMARY_MONITORS {
-        let rest: u64 = monitors[SUMMARY_MONITORS..].iter().map(|(_, c)| c.alerts).sum();
-        lines.push(format!("• and {} more monitors — {rest} alerts", monitors.len() - SUMMARY_MONITORS));
-    }
-    lines.join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::messages::storm_summary_message;
     use chrono::{TimeDelta, TimeZone};
 
     fn t(s: i64) -> DateTime<Utc> {
