@@ -75,6 +75,23 @@ pub enum Command {
         #[arg(long, env = "INCIDENT_COMMANDER_DATA", value_name = "DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Move a stopped single-node deployment (a sled data directory) into PostgreSQL:
+    /// incidents, the alert log, the inbox, the outbox, dedupe keys and timers.
+    Migrate {
+        /// The data directory of the stopped bot.
+        #[arg(long, value_name = "DIR")]
+        from_data_dir: PathBuf,
+        /// The PostgreSQL database to move it into (postgres://user:password@host:port/db).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Empty the target's incident-commander tables first; without it a target that holds
+        /// data is refused.
+        #[arg(long)]
+        replace: bool,
+        /// Verify the database server's certificate against this CA (PEM).
+        #[arg(long, env = "DATABASE_CA_FILE", value_name = "FILE")]
+        database_ca: Option<PathBuf>,
+    },
     /// Validate a policy file and show who is on call; exits 2 listing every problem.
     CheckConfig {
         /// The policy file (TOML).
@@ -98,9 +115,24 @@ pub struct ServeArgs {
     /// The policy file (TOML).
     #[arg(long, env = "INCIDENT_COMMANDER_CONFIG", value_name = "FILE")]
     pub config: PathBuf,
-    /// Where the database lives.
+    /// Where the embedded database lives (when no `--database-url` is given).
     #[arg(long, env = "INCIDENT_COMMANDER_DATA", value_name = "DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Keep everything in PostgreSQL instead (postgres://user:password@host:port/db): several
+    /// replicas may share it, one of them leads.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections each replica keeps to PostgreSQL.
+    #[arg(long, env = "DATABASE_POOL", value_name = "N", default_value_t = 4)]
+    pub database_pool: usize,
+    /// Verify the PostgreSQL server's certificate against this CA (PEM); without it TLS only
+    /// encrypts, as libpq's `sslmode=prefer` and `require` do.
+    #[arg(long, env = "DATABASE_CA_FILE", value_name = "FILE")]
+    pub database_ca: Option<PathBuf>,
+    /// This replica's name in logs and in the database's leader record (default: host name and
+    /// process id).
+    #[arg(long, env = "REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
     /// Address for the HTTP server (health, metrics, Slack HTTP mode, webhooks).
     #[arg(long, env = "LISTEN_ADDR", value_name = "ADDR", default_value = "0.0.0.0:3000")]
     pub listen: SocketAddr,
@@ -129,6 +161,11 @@ pub fn main() -> ExitCode {
                     ExitCode::from(EXIT_INVALID)
                 }
             }
+        }
+        Command::Migrate { from_data_dir, to, replace, database_ca } => {
+            init_tracing();
+            install_crypto_provider();
+            migrate(&from_data_dir, &to, replace, database_ca)
         }
         Command::Simulate { payload, config, data_dir, at } => {
             simulate(&payload, &config, data_dir.as_deref(), at.unwrap_or_else(Utc::now))
@@ -338,8 +375,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let slack = slack_settings_from_env(&policy)?;
-    let store = crate::store::open_embedded(&args.data_dir)
-        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let store = open_store(&args).await?;
     let settings = Settings {
         policy,
         listen: args.listen,
@@ -357,6 +393,121 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     app.shutdown().await?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store `serve` runs on: PostgreSQL with `--database-url`, sled in `--data-dir` otherwise.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn crate::app::store::Store>> {
+    let Some(url) = args.database_url.clone() else {
+        return crate::store::open_embedded(&args.data_dir)
+            .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()));
+    };
+    #[cfg(feature = "postgres")]
+    {
+        let name = args.replica_name.clone().unwrap_or_else(default_replica_name);
+        let options = crate::store::PgOptions {
+            url,
+            ca_file: args.database_ca.clone(),
+            pool: args.database_pool.max(1),
+            replication: crate::store::Replication::Elect { name },
+        };
+        // Connecting and migrating block: off the async threads.
+        let store = tokio::task::spawn_blocking(move || crate::store::PgStore::open(&options))
+            .await
+            .context("the database opener stopped")?
+            .context("cannot open the PostgreSQL store (DATABASE_URL)")?;
+        Ok(Arc::new(store))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = url;
+        anyhow::bail!("--database-url (DATABASE_URL) needs a build with the `postgres` feature; this one has only the embedded store")
+    }
+}
+
+/// `<host>-<pid>`: tells replicas apart in logs and in `ic_leader`.
+#[cfg(feature = "postgres")]
+fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "replica".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `migrate`: reads the whole sled store and writes it into PostgreSQL in one transaction.
+fn migrate(from: &Path, to: &str, replace: bool, ca_file: Option<PathBuf>) -> ExitCode {
+    #[cfg(feature = "postgres")]
+    {
+        let started = std::time::Instant::now();
+        let sled = match crate::store::SledStore::open(from) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot open {} (stop the bot that uses it first): {e}", from.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let snapshot = match sled.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", from.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("read {} from {}", snapshot.summary(), from.display());
+        let options = crate::store::PgOptions { ca_file, ..crate::store::PgOptions::sole(to) };
+        let pg = match crate::store::PgStore::open(&options) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("cannot open the target database: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match pg.is_empty() {
+            Ok(false) if !replace => {
+                eprintln!(
+                    "the target database {} already holds incident-commander data; nothing was written (add --replace to empty it first)",
+                    pg.describe()
+                );
+                return ExitCode::from(EXIT_INVALID);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("cannot read the target database: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let wanted = snapshot.summary();
+        if let Err(e) = pg.import(snapshot, replace) {
+            eprintln!("the migration failed and was rolled back: {e}");
+            return ExitCode::FAILURE;
+        }
+        match pg.snapshot() {
+            Ok(written) if written.summary() == wanted => {
+                println!(
+                    "moved {wanted} into {} in {:.1} s; start the bot with --database-url",
+                    pg.describe(),
+                    started.elapsed().as_secs_f64()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(written) => {
+                eprintln!("the target holds {} after the move, expected {wanted}", written.summary());
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("cannot read back the target database: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = (from, to, replace, ca_file);
+        eprintln!("migrate needs a build with the `postgres` feature");
+        ExitCode::FAILURE
+    }
 }
 
 #[cfg(feature = "sandbox")]

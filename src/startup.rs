@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::app::clock::Clock;
 use crate::app::evidence::{self, InFlight};
@@ -18,7 +19,7 @@ use crate::app::inbox::{GroupCommit, Inbox};
 use crate::app::metrics::Metrics;
 use crate::app::processor::{self, Processor, ProcessorLinks};
 use crate::app::request::{DomainOnly, Reader};
-use crate::app::store::Store;
+use crate::app::store::{Role, RoleState, Store};
 use crate::datadog::evidence::DatadogEvidence;
 use crate::domain::policy::Policy;
 use crate::http::webhooks;
@@ -83,14 +84,167 @@ pub struct RunningApp {
     pub egress_activity: Option<watch::Receiver<u64>>,
     /// Evidence requests not answered yet.
     pub evidence_in_flight: InFlight,
+    /// Leader or follower, and since when.
+    pub role: watch::Receiver<RoleState>,
     shutdown: CancellationToken,
     flusher_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What the leader runs — the processor (with the timers), egress and the evidence worker — and
+/// everything needed to start them again after another replica led for a while.
+struct Duties {
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    inbox: Inbox,
+    commit: GroupCommit,
+    wake: Arc<Notify>,
+    egress_wake: Arc<Notify>,
+    tick_now: Arc<Notify>,
+    tick_every: Duration,
+    handled: Arc<watch::Sender<u64>>,
+    ticked: Arc<watch::Sender<u64>>,
+    slack: Option<(Arc<SlackApi>, BotIdentity, EgressLimits, Arc<watch::Sender<u64>>)>,
+    evidence: Option<Arc<DatadogEvidence>>,
+    evidence_in_flight: InFlight,
+}
+
+impl Duties {
+    /// Starts the leader's tasks; they stop when `stop` is cancelled. Loads the open incidents
+    /// (and their timers) from the store first, so a new leader starts from what the last one
+    /// committed.
+    fn start(&self, stop: &CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let mut tasks = Vec::new();
+        let reader: Box<dyn Reader> = match &self.slack {
+            Some((_, bot, _, _)) => Box::new(SlackReader::new(self.policy.clone(), bot.clone())),
+            None => Box::new(DomainOnly),
+        };
+        let processor =
+            Processor::new(self.store.clone(), self.policy.clone(), self.clock.clone(), self.metrics.clone(), reader)
+                .context("cannot load open incidents")?
+                .with_workspace_url(self.slack.as_ref().and_then(|(_, bot, _, _)| bot.workspace_url.clone()));
+        let evidence = self.evidence.as_ref().map(|source| {
+            let (jobs, handle) = evidence::spawn_worker(
+                source.clone(),
+                self.inbox.clone(),
+                self.clock.clone(),
+                self.metrics.clone(),
+                self.evidence_in_flight.clone(),
+                stop.clone(),
+            );
+            tasks.push(handle);
+            jobs
+        });
+        let links = ProcessorLinks {
+            wake: self.wake.clone(),
+            egress: self.egress_wake.clone(),
+            commit: self.commit.clone(),
+            handled: self.handled.clone(),
+            shutdown: stop.clone(),
+            tick_every: self.tick_every,
+            tick_now: self.tick_now.clone(),
+            ticked: self.ticked.clone(),
+            elsewhere: self.store.inbox_elsewhere(),
+        };
+        // Events accepted before a restart (or by other replicas) are waiting: start with a pass
+        // over the inbox.
+        self.wake.notify_one();
+        tasks.push(tokio::spawn(processor::run(processor.with_evidence(evidence), links)));
+        if let Some((api, _, limits, activity)) = &self.slack {
+            let egress = Egress::new(
+                self.store.clone(),
+                api.clone(),
+                self.inbox.clone(),
+                self.metrics.clone(),
+                limits.clone(),
+                activity.clone(),
+                stop.clone(),
+            );
+            tasks.push(tokio::spawn(egress.run(self.egress_wake.clone())));
+        }
+        Ok(tasks)
+    }
+}
+
+/// Waits for `role` to be (or stop being) the leader; `false` when `shutdown` came first. A role
+/// that can no longer change (a store only this process opens) waits for shutdown.
+async fn until_role(role: &mut watch::Receiver<Role>, leading: bool, shutdown: &CancellationToken) -> bool {
+    loop {
+        if (*role.borrow_and_update() == Role::Leader) == leading {
+            return true;
+        }
+        tokio::select! {
+            changed = role.changed() => if changed.is_err() {
+                shutdown.cancelled().await;
+                return false;
+            },
+            _ = shutdown.cancelled() => return false,
+        }
+    }
+}
+
+/// Runs the leader's duties while this process leads: starts them when elected, stops them
+/// (waiting for the call in hand) when deposed, and starts them again on the next election.
+async fn lead_while_elected(
+    duties: Duties,
+    mut role: watch::Receiver<Role>,
+    state: watch::Sender<RoleState>,
+    mut running: Option<(CancellationToken, Vec<JoinHandle<()>>)>,
+    shutdown: CancellationToken,
+) {
+    let report = |r: Role| {
+        let since = duties.clock.now();
+        state.send_replace(RoleState { role: r, since });
+        duties.metrics.leader.set(i64::from(r == Role::Leader));
+        duties.metrics.role_since.set(since.timestamp());
+    };
+    loop {
+        if running.is_none() {
+            if !until_role(&mut role, true, &shutdown).await {
+                return;
+            }
+            let stop = shutdown.child_token();
+            match duties.start(&stop) {
+                Ok(tasks) => {
+                    report(Role::Leader);
+                    duties.metrics.leader_elections_won.inc();
+                    info!("leading: processor, timers, egress and evidence started");
+                    running = Some((stop, tasks));
+                }
+                Err(e) => {
+                    warn!(error = format!("{e:#}"), "elected but cannot start leading yet; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    continue;
+                }
+            }
+        }
+        let deposed = until_role(&mut role, false, &shutdown).await;
+        if let Some((stop, tasks)) = running.take() {
+            stop.cancel();
+            for task in tasks {
+                if let Err(e) = task.await {
+                    warn!(error = %e, "a leader's task panicked while stopping");
+                }
+            }
+        }
+        if !deposed {
+            return;
+        }
+        report(Role::Follower);
+        warn!("following: another replica leads (processor, egress, timers and evidence stopped here)");
+    }
+}
+
 impl RunningApp {
-    /// Builds the bot from settings on `store` and starts it: processor, evidence, egress, Slack
-    /// ingress, HTTP server on `listen` (port 0 picks a free port; see `addr`).
+    /// Builds the bot from settings on `store` and starts it: HTTP server on `listen` (port 0
+    /// picks a free port; see `addr`), Slack ingress, and — while this process is the leader,
+    /// which it always is on a store no other process shares — the processor, evidence and
+    /// egress.
     pub async fn start(settings: Settings, store: Arc<dyn Store>) -> anyhow::Result<RunningApp> {
         let metrics = Arc::new(Metrics::new());
         let shutdown = CancellationToken::new();
@@ -123,10 +277,6 @@ impl RunningApp {
             }
             None => None,
         };
-        let reader: Box<dyn Reader> = match &slack {
-            Some((_, bot)) => Box::new(SlackReader::new(policy.clone(), bot.clone())),
-            None => Box::new(DomainOnly),
-        };
         let mut tasks = Vec::new();
         let evidence_in_flight = InFlight::default();
         let client = settings.datadog.as_ref().and_then(|dd| {
@@ -142,59 +292,65 @@ impl RunningApp {
         let evidence = match client {
             Some((dd, client)) => {
                 tracing::info!(api = dd.site.api_base.as_str(), app = dd.site.app_base.as_str(), "Datadog evidence on");
-                let source = DatadogEvidence { client, policy: policy.datadog.clone() };
-                let (jobs, handle) = evidence::spawn_worker(
-                    Arc::new(source),
-                    inbox.clone(),
-                    settings.clock.clone(),
-                    metrics.clone(),
-                    evidence_in_flight.clone(),
-                    shutdown.clone(),
-                );
-                tasks.push(handle);
-                Some(jobs)
+                Some(Arc::new(DatadogEvidence { client, policy: policy.datadog.clone() }))
             }
             None => {
                 tracing::warn!("Datadog evidence is off: set DD_API_KEY and DD_APP_KEY (and DD_SITE) to turn it on");
                 None
             }
         };
-        let processor = Processor::new(store.clone(), policy, settings.clock.clone(), metrics.clone(), reader)
-            .context("cannot load open incidents")?
-            .with_workspace_url(slack.as_ref().and_then(|(_, bot)| bot.workspace_url.clone()))
-            .with_evidence(evidence);
-        let links = ProcessorLinks {
-            wake: wake.clone(),
-            egress: egress_wake.clone(),
+        let egress_activity_tx = Arc::new(watch::channel(0u64).0);
+        let duties = Duties {
+            store: store.clone(),
+            policy: policy.clone(),
+            clock: settings.clock.clone(),
+            metrics: metrics.clone(),
+            inbox: inbox.clone(),
             commit,
-            handled: handled_tx,
-            shutdown: shutdown.clone(),
-            tick_every: settings.tick_every,
+            wake,
+            egress_wake: egress_wake.clone(),
             tick_now: tick_now.clone(),
-            ticked: ticked_tx,
+            tick_every: settings.tick_every,
+            handled: Arc::new(handled_tx),
+            ticked: Arc::new(ticked_tx),
+            slack: match (&slack, &settings.slack) {
+                (Some((api, bot)), Some(s)) => {
+                    Some((api.clone(), bot.clone(), s.limits.clone(), egress_activity_tx.clone()))
+                }
+                _ => None,
+            },
+            evidence,
+            evidence_in_flight: evidence_in_flight.clone(),
         };
-        // Events accepted before a restart are waiting: start with a pass over the inbox.
-        wake.notify_one();
-        tasks.push(tokio::spawn(processor::run(processor, links)));
+        // A process that leads from the start (always, on a store only it opens) starts its
+        // duties now, so a store it cannot read stops startup with the reason.
+        let role_rx = store.role();
+        let first_role = *role_rx.borrow();
+        let running = if first_role == Role::Leader {
+            let stop = shutdown.child_token();
+            let started = duties.start(&stop)?;
+            metrics.leader_elections_won.inc();
+            Some((stop, started))
+        } else {
+            tracing::info!("following until elected: ingress only");
+            None
+        };
+        let (role_tx, role) = watch::channel(RoleState { role: first_role, since: settings.clock.now() });
+        metrics.leader.set(i64::from(first_role == Role::Leader));
+        metrics.role_since.set(settings.clock.now().timestamp());
+        tasks.push(tokio::spawn(lead_while_elected(duties, role_rx, role_tx, running, shutdown.clone())));
 
-        let mut router =
-            crate::http::ops_routes(crate::http::OpsState { store: store.clone(), metrics: metrics.clone() });
+        let mut router = crate::http::ops_routes(crate::http::OpsState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            role: role.clone(),
+        });
         router = router.merge(webhooks::routes(webhooks::WebhookState {
             inbox: inbox.clone(),
             token: settings.webhook_token.clone(),
         }));
-        let mut egress_activity = None;
+        let egress_activity = slack.as_ref().map(|_| egress_activity_tx.subscribe());
         if let (Some((api, _)), Some(s)) = (&slack, &settings.slack) {
-            let egress = Egress::new(
-                store.clone(),
-                api.clone(),
-                inbox.clone(),
-                metrics.clone(),
-                s.limits.clone(),
-                shutdown.clone(),
-            );
-            egress_activity = Some(egress.activity());
-            tasks.push(tokio::spawn(egress.run(egress_wake.clone())));
             if let Some(secret) = &s.signing_secret {
                 router = router.merge(crate::slack::ingress::routes(crate::slack::ingress::IngressState::new(
                     inbox.clone(),
@@ -224,7 +380,7 @@ impl RunningApp {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));
-        tracing::info!(%addr, "listening");
+        tracing::info!(%addr, role = first_role.as_str(), "listening");
         let bot = slack.map(|(_, bot)| bot);
         Ok(RunningApp {
             addr,
@@ -238,6 +394,7 @@ impl RunningApp {
             bot,
             egress_activity,
             evidence_in_flight,
+            role,
             shutdown,
             flusher_stop,
             tasks,

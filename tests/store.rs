@@ -19,6 +19,8 @@ use incident_commander::domain::ids::{IncidentId, Priority};
 use incident_commander::domain::incident::{Incident, MessagePart};
 use incident_commander::store::records::{decode, encode};
 use incident_commander::store::{MemoryStore, SledStore};
+#[cfg(feature = "postgres")]
+use incident_commander::store::{PgOptions, PgStore};
 
 fn open_incident(n: u64) -> Incident {
     let policy = policy();
@@ -272,63 +274,80 @@ macro_rules! contract {
         mod $backend {
             use super::*;
 
-            fn fresh() -> (Arc<dyn Store>, Box<dyn std::any::Any>) {
+            /// A fresh store and what keeps it alive; `None` when the backend is not here.
+            fn fresh() -> Option<(Arc<dyn Store>, Box<dyn std::any::Any>)> {
                 $open()
             }
 
             #[test]
             fn incident_round_trips_with_its_indexes() {
-                contract::incident_round_trips_with_its_indexes(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::incident_round_trips_with_its_indexes(s.as_ref());
             }
 
             #[test]
             fn incidents_list_oldest_first_and_ids_never_go_back() {
-                contract::incidents_list_oldest_first_and_ids_never_go_back(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::incidents_list_oldest_first_and_ids_never_go_back(s.as_ref());
             }
 
             #[test]
             fn resolved_incident_leaves_the_fingerprint_index() {
-                contract::resolved_incident_leaves_the_fingerprint_index(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::resolved_incident_leaves_the_fingerprint_index(s.as_ref());
             }
 
             #[test]
             fn commit_consumes_the_event_and_queues_calls_atomically() {
-                contract::commit_consumes_the_event_and_queues_calls_atomically(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::commit_consumes_the_event_and_queues_calls_atomically(s.as_ref());
             }
 
             #[test]
             fn the_inbox_is_oldest_first() {
-                contract::the_inbox_is_oldest_first(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::the_inbox_is_oldest_first(s.as_ref());
             }
 
             #[test]
             fn dedupe_keys_refuse_repeats_until_they_expire() {
-                contract::dedupe_keys_refuse_repeats_until_they_expire(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::dedupe_keys_refuse_repeats_until_they_expire(s.as_ref());
             }
 
             #[test]
             fn dead_letters_keep_the_event_and_its_reason() {
-                contract::dead_letters_keep_the_event_and_its_reason(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::dead_letters_keep_the_event_and_its_reason(s.as_ref());
             }
 
             #[test]
             fn the_alert_log_keeps_every_alert_and_an_edit_replaces_its_record() {
-                contract::the_alert_log_keeps_every_alert_and_an_edit_replaces_its_record(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::the_alert_log_keeps_every_alert_and_an_edit_replaces_its_record(s.as_ref());
             }
 
             #[test]
             fn thread_messages_are_remembered_for_pins() {
-                contract::thread_messages_are_remembered_for_pins(fresh().0.as_ref());
+                let Some((s, _keep)) = fresh() else { return };
+                contract::thread_messages_are_remembered_for_pins(s.as_ref());
             }
         }
     };
 }
 
-contract!(memory, || (Arc::new(MemoryStore::new()) as Arc<dyn Store>, Box::new(()) as Box<dyn std::any::Any>));
+contract!(memory, || Some((Arc::new(MemoryStore::new()) as Arc<dyn Store>, Box::new(()) as Box<dyn std::any::Any>)));
 contract!(sled, || {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-    (store, Box::new(dir) as Box<dyn std::any::Any>)
+    Some((store, Box::new(dir) as Box<dyn std::any::Any>))
+});
+#[cfg(feature = "postgres")]
+contract!(postgres, || {
+    let db = common::pg::test_database()?;
+    let store: Arc<dyn Store> = Arc::new(PgStore::open(&PgOptions::sole(&db.url)).unwrap());
+    // The database is dropped with every session on it, the store's too.
+    Some((store, Box::new(db) as Box<dyn std::any::Any>))
 });
 
 #[test]
@@ -336,6 +355,13 @@ fn sled_data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     contract::data_survives_reopening(&|| Arc::new(SledStore::open(&path).unwrap()));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_data_survives_reopening() {
+    let Some(db) = common::pg::test_database() else { return };
+    contract::data_survives_reopening(&|| Arc::new(PgStore::open(&PgOptions::sole(&db.url)).unwrap()));
 }
 
 /// Set in the child process of the crash test: where to write before aborting.

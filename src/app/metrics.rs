@@ -38,6 +38,12 @@ pub struct Metrics {
     pub outbox_depth: Gauge,
     /// Socket Mode reconnects forced by the silence watchdog.
     pub socket_watchdog_reconnects: Counter,
+    /// 1 while this replica is the leader, 0 while it follows.
+    pub leader: Gauge,
+    /// When this replica took its current role (Unix seconds, on the bot's clock).
+    pub role_since: Gauge,
+    /// Times this replica became the leader.
+    pub leader_elections_won: Counter,
 }
 
 impl Default for Metrics {
@@ -58,6 +64,9 @@ impl Metrics {
             inbox_depth: Gauge::default(),
             outbox_depth: Gauge::default(),
             socket_watchdog_reconnects: Counter::default(),
+            leader: Gauge::default(),
+            role_since: Gauge::default(),
+            leader_elections_won: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("events_accepted", "Events accepted into the inbox", m.events_accepted.clone());
@@ -72,6 +81,13 @@ impl Metrics {
             "Socket Mode reconnects forced by the silence watchdog",
             m.socket_watchdog_reconnects.clone(),
         );
+        registry.register("leader", "1 while this replica is the leader, 0 while it follows", m.leader.clone());
+        registry.register(
+            "role_since_timestamp_seconds",
+            "When this replica took its current role (Unix time)",
+            m.role_since.clone(),
+        );
+        registry.register("leader_elections_won", "Times this replica became the leader", m.leader_elections_won.clone());
         Metrics { registry, ..m }
     }
 

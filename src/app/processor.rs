@@ -404,14 +404,16 @@ pub struct ProcessorLinks {
     pub egress: Arc<Notify>,
     pub commit: GroupCommit,
     /// Counts handled inbox events; tests wait on it instead of sleeping.
-    pub handled: watch::Sender<u64>,
+    pub handled: Arc<watch::Sender<u64>>,
     pub shutdown: CancellationToken,
     /// How often timers are checked.
     pub tick_every: std::time::Duration,
     /// Ticks requested by hand (tests, the demo's fast clock).
     pub tick_now: Arc<Notify>,
     /// Counts timer passes, so a caller can wait for the one it asked for.
-    pub ticked: watch::Sender<u64>,
+    pub ticked: Arc<watch::Sender<u64>>,
+    /// Changes when other replicas put events in a shared inbox ([`Store::inbox_elsewhere`]).
+    pub elsewhere: Option<watch::Receiver<u64>>,
 }
 
 /// Events handled per batch before the batch's writes are flushed and handed to egress.
@@ -419,7 +421,8 @@ const BATCH: usize = 64;
 
 /// Runs the processor until shutdown: drains the inbox in batches (one flush per batch), checks
 /// timers on every tick, and finishes the batch in hand before stopping.
-pub async fn run(mut processor: Processor, links: ProcessorLinks) {
+pub async fn run(mut processor: Processor, mut links: ProcessorLinks) {
+    let mut elsewhere = links.elsewhere.take();
     let mut interval = tokio::time::interval(links.tick_every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -463,8 +466,18 @@ pub async fn run(mut processor: Processor, links: ProcessorLinks) {
         if links.shutdown.is_cancelled() {
             break;
         }
+        let other_replicas = async {
+            let changed = match elsewhere.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => false,
+            };
+            if !changed {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = links.wake.notified() => {}
+            _ = other_replicas => {}
             _ = interval.tick() => processor = run_tick(processor, &links).await,
             _ = links.tick_now.notified() => processor = run_tick(processor, &links).await,
             _ = links.shutdown.cancelled() => {}

@@ -1,6 +1,7 @@
 //! The store port: everything the bot persists, as the application needs it, in words no backend
-//! owns. `crate::store` implements it on sled (one process) and in memory (simulations); every
-//! backend runs the contract suite in `tests/store.rs`.
+//! owns. `crate::store` implements it on sled (one process), on PostgreSQL (several replicas,
+//! one elected leader) and in memory (simulations); every backend runs the contract suite in
+//! `tests/store.rs`.
 //!
 //! Durability has one explicit point: writes ([`Store::commit`], [`Store::accept_events`],
 //! [`Store::complete_outbox`], ...) are atomic each, and durable once [`Store::persist`] has
@@ -28,6 +29,35 @@ pub enum StoreError {
     /// Another process holds the store.
     #[error("{what} is in use by another incident-commander process (or cannot be opened): {reason}")]
     Locked { what: String, reason: String },
+    /// This replica is not (or no longer) the leader, so the store refused a leader's write: a
+    /// deposed leader can commit nothing.
+    #[error("refused: this replica is not the leader ({reason})")]
+    Fenced { reason: String },
+}
+
+/// What this process may do with a store that several replicas share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Runs the processor, egress, timers and evidence: the only writer of incidents.
+    Leader,
+    /// Takes events into the shared inbox and waits to be elected.
+    Follower,
+}
+
+/// This process's role and since when (on the bot's clock), as `/healthz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleState {
+    pub role: Role,
+    pub since: DateTime<Utc>,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+        }
+    }
 }
 
 /// Where a message or a whole channel is, to find the incident it belongs to.
@@ -184,4 +214,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every write so far durable.
     fn persist(&self) -> Result<(), StoreError>;
+
+    // Replicas.
+
+    /// This process's role, as it changes. A store only one process opens is always the
+    /// leader (the default); a shared one elects a leader among the replicas.
+    fn role(&self) -> tokio::sync::watch::Receiver<Role> {
+        tokio::sync::watch::channel(Role::Leader).1
+    }
+
+    /// Changes whenever another process put events in the inbox, so the leader's processor
+    /// wakes for them; `None` when only this process writes the inbox (the default).
+    fn inbox_elsewhere(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::app::metrics::Metrics;
-use crate::app::store::{Store, StoreError};
+use crate::app::store::{RoleState, Store, StoreError};
 
 /// A refused request: the status and a reason a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,8 @@ pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
 pub struct OpsState {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
+    /// Leader or follower, and since when.
+    pub role: tokio::sync::watch::Receiver<RoleState>,
 }
 
 pub fn ops_routes(state: OpsState) -> Router {
@@ -62,7 +64,10 @@ async fn healthz(State(state): State<OpsState>) -> Response {
         Ok(Ok((inbox, outbox, open))) => {
             state.metrics.inbox_depth.set(inbox as i64);
             state.metrics.outbox_depth.set(outbox as i64);
-            Json(json!({"status": "ok", "inbox": inbox, "outbox": outbox, "open_incidents": open})).into_response()
+            let role = *state.role.borrow();
+            Json(json!({"status": "ok", "inbox": inbox, "outbox": outbox, "open_incidents": open,
+                        "role": role.role.as_str(), "role_since": role.since.to_rfc3339()}))
+            .into_response()
         }
         Ok(Err(e)) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "error": e.to_string()}))).into_response()

@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::client::{CallError, SlackApi};
-use crate::app::inbox::Inbox;
+use crate::app::inbox::{AcceptError, Inbox};
 use crate::app::metrics::Metrics;
 use crate::app::outbox::{ChannelRef, Delivery, MessageKey, OutboxEntry, OutboxSeq, SlackOp, ThreadRef};
-use crate::app::store::Store;
+use crate::app::store::{Store, StoreError};
 use crate::domain::ids::{ChannelId, IncidentId};
 use crate::domain::incident::MessagePart;
 use crate::domain::messages;
@@ -196,8 +196,9 @@ pub struct Egress {
     /// Pause keys (`method` or `chat.postMessage:<channel>`) -> until when.
     paused: Mutex<HashMap<String, Instant>>,
     lanes: Mutex<Lanes>,
-    /// Bumped after every completed call, so tests and the demo can wait for quiet.
-    activity: watch::Sender<u64>,
+    /// Bumped after every completed call, so tests and the demo can wait for quiet (shared by
+    /// the egresses a process runs one after another as it gains and loses leadership).
+    activity: Arc<watch::Sender<u64>>,
     shutdown: CancellationToken,
     /// The lane workers, so stopping can wait for them.
     workers: tokio_util::task::TaskTracker,
@@ -210,6 +211,7 @@ impl Egress {
         inbox: Inbox,
         metrics: Arc<Metrics>,
         limits: EgressLimits,
+        activity: Arc<watch::Sender<u64>>,
         shutdown: CancellationToken,
     ) -> Arc<Egress> {
         let tier_limiters = [(Tier::Tier2, limits.tier2), (Tier::Tier3, limits.tier3), (Tier::Tier4, limits.tier4)]
@@ -226,7 +228,7 @@ impl Egress {
             limits,
             paused: Mutex::new(HashMap::new()),
             lanes: Mutex::new(Lanes::default()),
-            activity: watch::channel(0).0,
+            activity,
             shutdown,
             workers: tokio_util::task::TaskTracker::new(),
         })
@@ -294,24 +296,37 @@ impl Egress {
             } else {
                 self.deliver(&entry).await
             };
-            let result = match outcome {
+            let remember = match outcome {
                 Outcome::Stopped => return,
                 Outcome::Delivered(remember) => {
                     self.metrics.api_call(entry.op.method(), "ok");
-                    self.inbox.complete_delivery(seq, entry.incident, remember).await
+                    remember
                 }
                 Outcome::Abandoned(reason) => {
                     if !superseded {
                         self.metrics.api_call(entry.op.method(), "abandoned");
                         error!(seq, method = entry.op.method(), reason = reason.as_str(), "Slack call abandoned");
                     }
-                    self.inbox.complete_delivery(seq, entry.incident, None).await
+                    None
                 }
             };
-            if let Err(e) = result {
-                error!(seq, error = %e, "cannot record the delivery; it will be retried");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+            // The call is done: only its record is retried, never the call (a store outage must
+            // not post a message twice).
+            loop {
+                match self.inbox.complete_delivery(seq, entry.incident, remember.clone()).await {
+                    Ok(()) => break,
+                    Err(AcceptError::Store(StoreError::Fenced { reason })) => {
+                        warn!(seq, reason = reason.as_str(), "not the leader any more: the new leader takes this lane");
+                        return;
+                    }
+                    Err(e) => {
+                        error!(seq, error = %e, "cannot record the delivery yet; retrying the record, not the call");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = self.shutdown.cancelled() => return,
+                        }
+                    }
+                }
             }
             let mut lanes = self.lanes.lock().expect("lanes lock");
             lanes.dispatched.remove(&seq);

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Db, Transactional, Tree};
 
+use super::Snapshot;
 use super::records::{decode, encode};
 use crate::app::inbox::{InboxEvent, InboxSeq};
 use crate::app::outbox::{Delivery, MessageKey, OutboxEntry, OutboxSeq};
@@ -471,5 +472,43 @@ impl Store for SledStore {
     fn persist(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+}
+
+impl SledStore {
+    /// Everything the database holds (see [`Snapshot`]), for a move to another backend.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut s = Snapshot { next_incident_id: self.next_incident_id()?.number(), ..Snapshot::default() };
+        s.incidents = self.all_incidents()?;
+        for kv in self.inbox.iter() {
+            let (k, v) = kv?;
+            let n = from_be(&k);
+            s.inbox.push((n, decode(&v).map_err(|e| corrupt(format!("inbox event {n}"), e))?));
+        }
+        s.outbox = self.pending_outbox()?;
+        for kv in self.seen.iter() {
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let until = DateTime::<Utc>::from_timestamp_millis(from_be(&v) as i64).unwrap_or_default();
+            s.dedupe_keys.push((key, until));
+        }
+        for kv in self.message_refs.iter() {
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let delivery = decode(&v).map_err(|e| corrupt(format!("message ref {key}"), e))?;
+            s.message_refs.push((key, delivery));
+        }
+        s.dead_letters = self.dead_letters()?;
+        for kv in self.alerts.iter() {
+            let (k, v) = kv?;
+            let id = from_be(&k);
+            s.alerts.push((id, decode(&v).map_err(|e| corrupt(format!("alert {id}"), e))?));
+        }
+        for kv in self.thread_messages.iter() {
+            let (k, v) = kv?;
+            let what = String::from_utf8_lossy(&k).into_owned();
+            s.thread_messages.push(decode(&v).map_err(|e| corrupt(format!("thread message {what}"), e))?);
+        }
+        Ok(s)
     }
 }

@@ -1,6 +1,9 @@
 //! Builders shared by the integration tests: a policy, alerts, fixed times.
 #![allow(dead_code)]
 
+#[cfg(feature = "postgres")]
+pub mod pg;
+
 use chrono::{DateTime, TimeZone, Utc};
 use incident_commander::domain::alert::{Alert, AlertSource, Fingerprint, SlackMessageRef, Transition};
 use incident_commander::domain::ids::{ChannelId, Priority, UserId};
