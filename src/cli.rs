@@ -420,7 +420,9 @@ async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn crate::app::stor
     #[cfg(not(feature = "postgres"))]
     {
         let _ = url;
-        anyhow::bail!("--database-url (DATABASE_URL) needs a build with the `postgres` feature; this one has only the embedded store")
+        anyhow::bail!(
+            "--database-url (DATABASE_URL) needs a build with the `postgres` feature; this one has only the embedded store"
+        )
     }
 }
 
@@ -576,7 +578,27 @@ fn slack_settings_from_env(policy: &Policy) -> anyhow::Result<Option<SlackSettin
         connections: 2,
         reconnect_seconds: 5,
     });
-    Ok(Some(SlackSettings { api_url, bot_token, signing_secret, socket, limits: EgressLimits::slack() }))
+    Ok(Some(SlackSettings { api_url, bot_token, signing_secret, socket, limits: egress_limits_from_env()? }))
+}
+
+/// `SLACK_RATE_LIMITS` (`slack`, the default: Slack's published limits; `sandbox`: generous
+/// limits and quick retries, for a local Slack emulator that does not pace) and
+/// `SLACK_CALL_TIMEOUT` (how long one Web API call may take, e.g. `10s`, the default).
+fn egress_limits_from_env() -> anyhow::Result<EgressLimits> {
+    let mut limits = match std::env::var("SLACK_RATE_LIMITS").ok().as_deref().map(str::trim) {
+        None | Some("") | Some("slack") => EgressLimits::slack(),
+        Some("sandbox") => EgressLimits::fast(),
+        Some(other) => anyhow::bail!("SLACK_RATE_LIMITS={other} is not known; use `slack` (the default) or `sandbox`"),
+    };
+    if let Ok(value) = std::env::var("SLACK_CALL_TIMEOUT")
+        && !value.trim().is_empty()
+    {
+        let timeout = humantime::parse_duration(value.trim())
+            .map_err(|e| anyhow::anyhow!("SLACK_CALL_TIMEOUT={value} is not a duration like `10s`: {e}"))?;
+        anyhow::ensure!(!timeout.is_zero(), "SLACK_CALL_TIMEOUT must be longer than zero");
+        limits.call_timeout = timeout;
+    }
+    Ok(limits)
 }
 
 /// Datadog settings from `DD_API_KEY`, `DD_APP_KEY`, `DD_SITE`, `DD_API_URL`. Without both keys

@@ -91,6 +91,10 @@ pub struct RunningApp {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Slack as the leader's egress uses it: the client, who the bot is, the limits, and the
+/// activity signal every egress of this process reports to.
+type LeaderSlack = (Arc<SlackApi>, BotIdentity, EgressLimits, Arc<watch::Sender<u64>>);
+
 /// What the leader runs — the processor (with the timers), egress and the evidence worker — and
 /// everything needed to start them again after another replica led for a while.
 struct Duties {
@@ -106,7 +110,7 @@ struct Duties {
     tick_every: Duration,
     handled: Arc<watch::Sender<u64>>,
     ticked: Arc<watch::Sender<u64>>,
-    slack: Option<(Arc<SlackApi>, BotIdentity, EgressLimits, Arc<watch::Sender<u64>>)>,
+    slack: Option<LeaderSlack>,
     evidence: Option<Arc<DatadogEvidence>>,
     evidence_in_flight: InFlight,
 }

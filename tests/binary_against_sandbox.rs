@@ -42,6 +42,8 @@ fn start_bot_with(
         .env("SLACK_BOT_TOKEN", slack::BOT_TOKEN)
         .env("SLACK_SIGNING_SECRET", slack::SIGNING_SECRET)
         .env_remove("SLACK_APP_TOKEN")
+        // The embedded store in --data-dir, whatever the machine's DATABASE_URL says.
+        .env_remove("DATABASE_URL")
         .env("RUST_LOG", "info")
         .envs(envs.iter().copied())
         .stdout(Stdio::null())

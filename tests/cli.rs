@@ -58,6 +58,7 @@ fn serve_refuses_a_bad_policy_with_the_same_messages() {
         .args(["serve", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
+        .env_remove("DATABASE_URL")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -73,6 +74,7 @@ fn serve_answers_healthz_and_stops_cleanly_on_sigterm() {
         .args(["serve", "--config", EXAMPLE, "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
+        .env_remove("DATABASE_URL")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

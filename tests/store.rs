@@ -449,3 +449,115 @@ fn regenerate_test_data() {
     std::fs::write(dir.join("incident_v1.json"), encode(&open_incident(1))).unwrap();
     std::fs::write(dir.join("inbox_event_v1.json"), encode(&alert_event("100"))).unwrap();
 }
+
+/// What is particular to PostgreSQL: replicas on one database, elected leadership, fencing,
+/// schema versions, and moving a sled deployment in.
+#[cfg(feature = "postgres")]
+mod postgres_replicas {
+    use super::*;
+    use incident_commander::app::store::Role;
+    use incident_commander::store::Replication;
+    use std::time::{Duration, Instant};
+
+    fn replica(url: &str, name: &str) -> PgStore {
+        PgStore::open(&PgOptions { replication: Replication::Elect { name: name.into() }, ..PgOptions::sole(url) })
+            .unwrap()
+    }
+
+    /// Waits (on the store's role signal) until `store` has `role`.
+    fn until_role(store: &PgStore, role: Role) -> Duration {
+        let started = Instant::now();
+        let mut rx = store.role();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(15), rx.wait_for(|r| *r == role))
+                .await
+                .expect("the role changes in time")
+                .expect("the store is alive");
+        });
+        started.elapsed()
+    }
+
+    #[test]
+    fn one_replica_leads_a_follower_is_fenced_and_takes_over_when_the_leader_goes() {
+        let Some(db) = common::pg::test_database() else { return };
+        let a = replica(&db.url, "a");
+        until_role(&a, Role::Leader);
+        let b = replica(&db.url, "b");
+        assert_eq!(*b.role().borrow(), Role::Follower);
+        // Every replica takes events in; only the leader commits.
+        let Acceptance::Accepted(seq) = b.accept_event(&alert_event("1"), Some(("ev-1", t0() + mins(60)))).unwrap()
+        else {
+            panic!("accepted")
+        };
+        let refused = b.commit(Commit { consumed: Some(seq), incident: Some(open_incident(1)), ..Commit::default() });
+        assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
+        a.commit(Commit { consumed: Some(seq), incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
+        assert_eq!(b.inbox_len().unwrap(), 0);
+
+        drop(a);
+        let took = until_role(&b, Role::Leader);
+        assert!(took < Duration::from_secs(10), "took over in {took:?}");
+        b.commit(Commit { incident: Some(open_incident(2)), ..Commit::default() }).unwrap();
+        let holder = db.query("SELECT holder, term FROM ic_leader");
+        assert_eq!(holder[0].get::<_, String>(0), "b");
+        assert_eq!(holder[0].get::<_, i64>(1), 2, "a new term per leadership");
+    }
+
+    #[test]
+    fn a_leader_whose_term_ended_cannot_commit() {
+        let Some(db) = common::pg::test_database() else { return };
+        let a = replica(&db.url, "a");
+        until_role(&a, Role::Leader);
+        // Another replica started a term behind this one's back (its lock session was lost and
+        // taken over while this process was paused): every write of the old term is refused.
+        db.query("UPDATE ic_leader SET term = term + 1, holder = 'b'");
+        let refused = a.commit(Commit { incident: Some(open_incident(1)), ..Commit::default() });
+        assert!(matches!(refused, Err(StoreError::Fenced { .. })), "{refused:?}");
+        let delivery = Delivery { channel: Some(channel(ALERTS)), ts: Some("1.1".into()) };
+        assert!(matches!(a.put_message_ref(&root_key(), &delivery), Err(StoreError::Fenced { .. })));
+        assert!(matches!(a.complete_outbox(1, None, None), Err(StoreError::Fenced { .. })));
+        assert_eq!(a.all_incidents().unwrap().len(), 0, "nothing of the old term landed");
+        // Taking events in is not a leader's write: it goes on.
+        assert!(matches!(a.accept_event(&alert_event("2"), None), Ok(Acceptance::Accepted(_))));
+    }
+
+    #[test]
+    fn replicas_accepting_the_same_deliveries_at_once_store_each_once() {
+        let Some(db) = common::pg::test_database() else { return };
+        let stores: Vec<Arc<PgStore>> =
+            (0..3).map(|_| Arc::new(PgStore::open(&PgOptions::sole(&db.url)).unwrap())).collect();
+        let threads: Vec<_> = stores
+            .iter()
+            .map(|s| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let mut accepted = 0;
+                    for n in 0..200 {
+                        let key = format!("delivery-{n}");
+                        if let Acceptance::Accepted(_) =
+                            s.accept_event(&alert_event(&n.to_string()), Some((&key, t0() + mins(60)))).unwrap()
+                        {
+                            accepted += 1;
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        let accepted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(accepted, 200, "each delivery accepted by exactly one replica");
+        assert_eq!(stores[0].inbox_len().unwrap(), 200);
+    }
+
+    #[test]
+    fn a_schema_newer_than_the_build_is_refused() {
+        let Some(db) = common::pg::test_database() else { return };
+        drop(PgStore::open(&PgOptions::sole(&db.url)).unwrap());
+        assert_eq!(incident_commander::store::postgres::schema_version(&db.url).unwrap(), 1);
+        db.query("INSERT INTO ic_schema_migrations (version, name) VALUES (99, 'from the future')");
+        let err = PgStore::open(&PgOptions::sole(&db.url)).err().expect("refused");
+        let text = err.to_string();
+        assert!(text.contains("version 99") && text.contains("upgrade the binary"), "{text}");
+    }
+}

@@ -87,7 +87,11 @@ impl Metrics {
             "When this replica took its current role (Unix time)",
             m.role_since.clone(),
         );
-        registry.register("leader_elections_won", "Times this replica became the leader", m.leader_elections_won.clone());
+        registry.register(
+            "leader_elections_won",
+            "Times this replica became the leader",
+            m.leader_elections_won.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -80,7 +80,14 @@ pub struct SlackApi {
     client: Arc<SlackClient<Connector>>,
     token: SlackApiToken,
     timeout: Duration,
+    /// For the reads slack-morphism cannot make (message metadata of thread replies).
+    http: reqwest::Client,
+    api_url: String,
 }
+
+/// The `event_type` of the metadata on every message the bot posts under a key, so a post whose
+/// answer was lost can be found instead of posted again.
+pub const METADATA_EVENT_TYPE: &str = "incident_commander_message";
 
 impl SlackApi {
     /// A client for `api_url` (e.g. `https://slack.com/api`; plain `http://` works for loopback).
@@ -97,6 +104,12 @@ impl SlackApi {
             client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(SlackApiTokenValue(token.expose_secret().to_string())),
             timeout,
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .user_agent(concat!("incident-commander/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| anyhow::anyhow!("cannot build the HTTP client for Slack: {e}"))?,
+            api_url: api_url.trim_end_matches('/').to_string(),
         })
     }
 
@@ -139,19 +152,28 @@ impl SlackApi {
         Ok(content)
     }
 
-    /// `chat.postMessage`; returns the channel and the new message's ts.
+    /// `chat.postMessage`; returns the channel and the new message's ts. A message posted under
+    /// `key` carries it in its metadata (see [`SlackApi::find_posted`]).
     pub async fn post_message(
         &self,
         channel: &ChannelId,
         thread_ts: Option<&str>,
         message: &Message,
         incident: Option<&str>,
+        key: Option<&str>,
     ) -> Result<(ChannelId, String), CallError> {
         let session = self.client.open_session(&self.token);
+        let mut content = Self::content(message, incident)?;
+        if let Some(key) = key {
+            content.metadata = Some(SlackMessageMetadata {
+                event_type: METADATA_EVENT_TYPE.into(),
+                event_payload: Some([("key".to_string(), key.to_string())].into_iter().collect()),
+            });
+        }
         // No link previews: the bot's links (monitors, traces, threads) would each grow a preview
         // card in the incident thread. Slack unfurls an app's text links only when asked anyway;
         // saying so keeps it that way.
-        let mut req = SlackApiChatPostMessageRequest::new(channel.as_str().into(), Self::content(message, incident)?)
+        let mut req = SlackApiChatPostMessageRequest::new(channel.as_str().into(), content)
             .with_unfurl_links(false)
             .with_unfurl_media(false);
         if let Some(ts) = thread_ts {
@@ -160,6 +182,66 @@ impl SlackApi {
         let res = self.run(session.chat_post_message(&req)).await?;
         let channel = ChannelId::parse(res.channel.0).unwrap_or_else(|_| channel.clone());
         Ok((channel, res.ts.0))
+    }
+
+    /// The ts of the bot's message posted under `key` in `channel` (among a thread's replies with
+    /// `thread_ts`, else among the channel's newest 200 messages), read back with its metadata
+    /// (`conversations.replies` / `conversations.history` with `include_all_metadata`). `None`
+    /// when Slack does not have it: it is safe to post.
+    pub async fn find_posted(
+        &self,
+        channel: &ChannelId,
+        thread_ts: Option<&str>,
+        key: &str,
+    ) -> Result<Option<String>, CallError> {
+        let (method, mut query) = match thread_ts {
+            Some(ts) => ("conversations.replies", vec![("ts", ts.to_string())]),
+            None => ("conversations.history", Vec::new()),
+        };
+        query.extend([
+            ("channel", channel.to_string()),
+            ("limit", "200".to_string()),
+            ("include_all_metadata", "true".to_string()),
+        ]);
+        let url = url::Url::parse_with_params(&format!("{}/{method}", self.api_url), &query)
+            .map_err(|e| CallError::Refused(format!("{method}: bad URL: {e}")))?;
+        let sent = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token.token_value.0)
+            .send()
+            .await
+            .map_err(|e| CallError::Transient(format!("{method}: {e}")))?;
+        let status = sent.status();
+        if status.as_u16() == 429 {
+            let retry_after = sent
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(CallError::RateLimited { retry_after });
+        }
+        if status.is_server_error() {
+            return Err(CallError::Transient(format!("{method}: HTTP {status}")));
+        }
+        let body: serde_json::Value =
+            sent.json().await.map_err(|e| CallError::Transient(format!("{method}: unreadable answer: {e}")))?;
+        if body["ok"] != true {
+            let code = body["error"].as_str().unwrap_or("unknown_error");
+            return match code {
+                // No such thread: nothing was posted in it.
+                "thread_not_found" => Ok(None),
+                "ratelimited" => Err(CallError::RateLimited { retry_after: None }),
+                c if AUTH_ERRORS.contains(&c) => Err(CallError::Auth(c.into())),
+                c if TRANSIENT_ERRORS.contains(&c) => Err(CallError::Transient(c.into())),
+                c => Err(CallError::Refused(format!("{method}: {c}"))),
+            };
+        }
+        let found = body["messages"].as_array().into_iter().flatten().find(|m| {
+            m["metadata"]["event_type"] == METADATA_EVENT_TYPE && m["metadata"]["event_payload"]["key"] == key
+        });
+        Ok(found.and_then(|m| m["ts"].as_str()).map(str::to_string))
     }
 
     /// `chat.update`.

@@ -196,6 +196,9 @@ pub struct Egress {
     /// Pause keys (`method` or `chat.postMessage:<channel>`) -> until when.
     paused: Mutex<HashMap<String, Instant>>,
     lanes: Mutex<Lanes>,
+    /// The calls found in the outbox when this egress started: a previous process (a crashed
+    /// one, or a deposed leader) may have sent them without recording it.
+    inherited: Mutex<Option<HashSet<OutboxSeq>>>,
     /// Bumped after every completed call, so tests and the demo can wait for quiet (shared by
     /// the egresses a process runs one after another as it gains and loses leadership).
     activity: Arc<watch::Sender<u64>>,
@@ -228,6 +231,7 @@ impl Egress {
             limits,
             paused: Mutex::new(HashMap::new()),
             lanes: Mutex::new(Lanes::default()),
+            inherited: Mutex::new(None),
             activity,
             shutdown,
             workers: tokio_util::task::TaskTracker::new(),
@@ -265,6 +269,10 @@ impl Egress {
         let mut lanes = self.lanes.lock().expect("lanes lock");
         let pending = self.store.pending_outbox()?;
         self.metrics.outbox_depth.set(pending.len() as i64);
+        self.inherited
+            .lock()
+            .expect("inherited lock")
+            .get_or_insert_with(|| pending.iter().map(|(seq, _)| *seq).collect());
         for (seq, entry) in pending {
             if !lanes.dispatched.insert(seq) {
                 continue;
@@ -294,7 +302,7 @@ impl Egress {
             let outcome = if superseded {
                 Outcome::Abandoned("superseded by a later update".into())
             } else {
-                self.deliver(&entry).await
+                self.deliver(seq, &entry).await
             };
             let remember = match outcome {
                 Outcome::Stopped => return,
@@ -349,16 +357,35 @@ impl Egress {
     }
 
     /// Tries a call until it succeeds, is refused for good, or the bot stops.
-    async fn deliver(&self, entry: &OutboxEntry) -> Outcome {
+    async fn deliver(&self, seq: OutboxSeq, entry: &OutboxEntry) -> Outcome {
         let mut attempt: u32 = 0;
         let mut joined = false;
+        // A keyed message that may already be in Slack is looked for before it is posted: one
+        // found in an earlier process's outbox, or one whose last attempt got no clear answer.
+        let keyed = matches!(&entry.op, SlackOp::PostMessage { key: Some(_), .. });
+        let mut uncertain =
+            keyed && self.inherited.lock().expect("inherited lock").as_ref().is_some_and(|s| s.contains(&seq));
         loop {
             if self.shutdown.is_cancelled() {
                 return Outcome::Stopped;
             }
             let pause_key = pause_key(&entry.op, self);
             self.wait_turn(&entry.op, &pause_key).await;
-            let result = self.call(entry).await;
+            let result = if uncertain {
+                match self.find_posted(entry).await {
+                    Ok(Some(found)) => {
+                        info!(seq, "already in Slack (posted before its answer was lost): not posting it again");
+                        Ok(Some(found))
+                    }
+                    Ok(None) => {
+                        uncertain = false;
+                        self.call(entry).await
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.call(entry).await
+            };
             let delay = match result {
                 Ok(remember) => return Outcome::Delivered(remember),
                 Err(CallError::RateLimited { retry_after }) => {
@@ -392,6 +419,8 @@ impl Egress {
                 }
                 Err(CallError::Refused(code)) => return Outcome::Abandoned(code),
                 Err(e @ (CallError::Transient(_) | CallError::Auth(_))) => {
+                    // A timeout or a 5xx may come after Slack posted the message.
+                    uncertain = keyed;
                     attempt += 1;
                     self.metrics.api_call(entry.op.method(), "retry");
                     let delay = backoff(attempt, self.limits.backoff_base, self.limits.backoff_max);
@@ -460,6 +489,21 @@ impl Egress {
     }
 
     /// One attempt at a call.
+    /// Where a keyed post already is in Slack, if it is.
+    async fn find_posted(&self, entry: &OutboxEntry) -> Result<Option<(MessageKey, Delivery)>, CallError> {
+        let SlackOp::PostMessage { channel, thread, key: Some(key), .. } = &entry.op else { return Ok(None) };
+        let channel = self.resolve_channel(channel)?;
+        let thread_ts = match thread {
+            None => None,
+            Some(ThreadRef::Ts(ts)) => Some(ts.clone()),
+            Some(ThreadRef::Message(k)) => self.resolve_ts(k)?.ts,
+        };
+        let found = self.api.find_posted(&channel, thread_ts.as_deref(), &key.to_string()).await?;
+        self.metrics
+            .api_call(if thread_ts.is_some() { "conversations.replies" } else { "conversations.history" }, "ok");
+        Ok(found.map(|ts| (key.clone(), Delivery { channel: Some(channel), ts: Some(ts) })))
+    }
+
     async fn call(&self, entry: &OutboxEntry) -> Result<Option<(MessageKey, Delivery)>, CallError> {
         let incident = entry.incident.map(|i| i.to_string());
         match &entry.op {
@@ -470,8 +514,11 @@ impl Egress {
                     Some(ThreadRef::Ts(ts)) => Some(ts.clone()),
                     Some(ThreadRef::Message(k)) => self.resolve_ts(k)?.ts,
                 };
-                let (channel, ts) =
-                    self.api.post_message(&channel, thread_ts.as_deref(), message, incident.as_deref()).await?;
+                let key_text = key.as_ref().map(MessageKey::to_string);
+                let (channel, ts) = self
+                    .api
+                    .post_message(&channel, thread_ts.as_deref(), message, incident.as_deref(), key_text.as_deref())
+                    .await?;
                 Ok(key.clone().map(|k| (k, Delivery { channel: Some(channel), ts: Some(ts) })))
             }
             SlackOp::UpdateMessage { key, message, .. } => {

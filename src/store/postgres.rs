@@ -156,7 +156,9 @@ fn place_key(place: &Place) -> String {
 /// Parses the URL and sets what every connection needs.
 fn config(url: &str) -> Result<Config, StoreError> {
     let mut config: Config = url.parse().map_err(|e: postgres::Error| {
-        unavailable(format!("DATABASE_URL is not a PostgreSQL connection string (postgres://user:password@host:port/db): {e}"))
+        unavailable(format!(
+            "DATABASE_URL is not a PostgreSQL connection string (postgres://user:password@host:port/db): {e}"
+        ))
     })?;
     if config.get_application_name().is_none() {
         config.application_name("incident-commander");
@@ -189,8 +191,11 @@ impl Connector {
                 let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
                     .map_err(|e| unavailable(format!("cannot read the database CA file {}: {e}", path.display())))?;
                 for cert in certs {
-                    let cert = cert.map_err(|e| unavailable(format!("the database CA file {}: {e}", path.display())))?;
-                    roots.add(cert).map_err(|e| unavailable(format!("the database CA file {}: {e}", path.display())))?;
+                    let cert =
+                        cert.map_err(|e| unavailable(format!("the database CA file {}: {e}", path.display())))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| unavailable(format!("the database CA file {}: {e}", path.display())))?;
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
@@ -277,9 +282,12 @@ impl Leadership {
         if mine == 0 {
             return Err(StoreError::Fenced { reason: "another replica leads, or the election is not won yet".into() });
         }
-        let current: i64 = tx.query_one("SELECT term FROM ic_leader WHERE id = 1 FOR SHARE", &[]).map_err(db_error)?.get(0);
+        let current: i64 =
+            tx.query_one("SELECT term FROM ic_leader WHERE id = 1 FOR SHARE", &[]).map_err(db_error)?.get(0);
         if seq(current) != mine {
-            return Err(StoreError::Fenced { reason: format!("term {mine} ended, the leader now holds term {current}") });
+            return Err(StoreError::Fenced {
+                reason: format!("term {mine} ended, the leader now holds term {current}"),
+            });
         }
         Ok(())
     }
@@ -337,7 +345,12 @@ impl PgStore {
             let (l, c) = (leadership.clone(), connector.clone());
             spawn("pg-listen", move || listen(&c, &l))?;
         }
-        tracing::info!(database = connector.describe().as_str(), pool = options.pool, replica = elect, "PostgreSQL store open");
+        tracing::info!(
+            database = connector.describe().as_str(),
+            pool = options.pool,
+            replica = elect,
+            "PostgreSQL store open"
+        );
         Ok(PgStore { jobs: Mutex::new(jobs), leadership, described: connector.describe() })
     }
 
@@ -585,10 +598,8 @@ pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
 /// The schema version of the database at `url` (0 before the first migration).
 pub fn schema_version(url: &str) -> Result<i32, StoreError> {
     let mut client = Connector::new(url, None)?.connect()?;
-    let exists: bool = client
-        .query_one("SELECT to_regclass('ic_schema_migrations') IS NOT NULL", &[])
-        .map_err(db_error)?
-        .get(0);
+    let exists: bool =
+        client.query_one("SELECT to_regclass('ic_schema_migrations') IS NOT NULL", &[]).map_err(db_error)?.get(0);
     if !exists {
         return Ok(0);
     }
@@ -623,8 +634,9 @@ fn campaign(connector: &Connector, leadership: &Leadership, name: &str) {
         };
         // The server notices a vanished host through these keepalives (about 8 s), and ends the
         // session, which releases the lock for another replica.
-        let keepalive = session
-            .batch_execute("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3");
+        let keepalive = session.batch_execute(
+            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3",
+        );
         if let Err(e) = keepalive {
             tracing::debug!(error = %e, "the server did not take keepalive settings");
         }
@@ -822,7 +834,7 @@ fn incidents(c: &mut impl GenericClient, sql: &str) -> Result<Vec<Incident>, Sto
 
 impl Store for PgStore {
     fn next_incident_id(&self) -> Result<IncidentId, StoreError> {
-        let n = self.run(|c| next_incident_number(c))?;
+        let n = self.run(next_incident_number)?;
         IncidentId::new(n).map_err(|e| corrupt("next_incident_id", e.0))
     }
 
@@ -915,7 +927,7 @@ impl Store for PgStore {
     }
 
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        self.run(|c| dead_letters(c))
+        self.run(dead_letters)
     }
 
     fn expire_dedupe_keys(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
@@ -926,7 +938,8 @@ impl Store for PgStore {
 
     fn commit(&self, commit: Commit) -> Result<Vec<OutboxSeq>, StoreError> {
         let outbox: Vec<String> = commit.outbox.iter().map(text).collect();
-        let alert = commit.alert.as_ref().map(|a| (a.alert.slack.as_ref().map(|m| message_place(&m.channel, &m.ts)), text(a)));
+        let alert =
+            commit.alert.as_ref().map(|a| (a.alert.slack.as_ref().map(|m| message_place(&m.channel, &m.ts)), text(a)));
         let alert_update = commit
             .alert_update
             .as_ref()
@@ -1027,7 +1040,9 @@ impl Store for PgStore {
     }
 
     fn alert_count(&self) -> Result<usize, StoreError> {
-        self.run(|c| Ok(c.query_one("SELECT count(*) FROM ic_alerts", &[]).map_err(db_error)?.get::<_, i64>(0) as usize))
+        self.run(
+            |c| Ok(c.query_one("SELECT count(*) FROM ic_alerts", &[]).map_err(db_error)?.get::<_, i64>(0) as usize),
+        )
     }
 
     fn find_alert_by_message(&self, channel: &ChannelId, ts: &str) -> Result<Option<LoggedAlert>, StoreError> {

@@ -23,9 +23,18 @@ fn off_runtime<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
     std::thread::spawn(f).join().expect("the database helper does not panic")
 }
 
+/// A plain connection; waits out a server restart (a test may restart it) for up to 20 s.
 fn admin(url: &str) -> postgres::Client {
-    postgres::Client::connect(url, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("DATABASE_URL is set but PostgreSQL does not answer at it: {e}"))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match postgres::Client::connect(url, postgres::NoTls) {
+            Ok(client) => return client,
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("DATABASE_URL is set but PostgreSQL does not answer at it: {e}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
 }
 
 /// A new empty database, or `None` (after saying so once) when no PostgreSQL is configured.

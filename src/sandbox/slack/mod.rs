@@ -31,7 +31,7 @@ mod world;
 pub use self::delivery::{DeliveryResult, sign};
 use self::secondary::SecondaryEvents;
 use self::world::World;
-pub use self::world::{CallRecord, Channel, Fault, Private, SlackUser, StoredMessage};
+pub use self::world::{CallRecord, Channel, Chaos, Fault, Private, SlackUser, StoredMessage};
 
 /// Ids of the sandbox workspace and its bot.
 pub const TEAM_ID: &str = "T0SANDBOX";
@@ -115,6 +115,8 @@ impl SlackSandbox {
             privates: Vec::new(),
             calls: Vec::new(),
             faults: HashMap::new(),
+            chaos: None,
+            chaos_calls: 0,
             limits,
             post_times: HashMap::new(),
             method_times: HashMap::new(),
@@ -259,6 +261,11 @@ impl SlackSandbox {
         for _ in 0..times {
             queue.push_back(fault.clone());
         }
+    }
+
+    /// Faults on a share of every call from now on (see [`Chaos`]); `None` stops them.
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        self.world().chaos = chaos.filter(|c| c.every > 0 && !c.faults.is_empty());
     }
 
     /// Drops every injected fault not yet used.

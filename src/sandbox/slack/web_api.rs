@@ -72,7 +72,19 @@ pub(super) async fn web_api(
         .or_else(|| params["token"].as_str().map(String::from))
         .unwrap_or_default();
 
-    let fault = state.world.lock().expect("world").faults.get_mut(&method).and_then(VecDeque::pop_front);
+    let fault = {
+        let mut w = state.world.lock().expect("world");
+        let queued = w.faults.get_mut(&method).and_then(VecDeque::pop_front);
+        queued.or_else(|| {
+            if method == "auth.test" {
+                return None;
+            }
+            let chaos = w.chaos.clone()?;
+            w.chaos_calls += 1;
+            let n = w.chaos_calls;
+            (n % chaos.every == 0).then(|| chaos.faults[((n / chaos.every) as usize) % chaos.faults.len()].clone())
+        })
+    };
     let mut retry_after = None;
     let (status, response) = match fault {
         Some(Fault::Delay(d)) => {
@@ -88,6 +100,10 @@ pub(super) async fn web_api(
             json!({"ok": false, "error": "internal_error"}),
         ),
         Some(Fault::ApiError(e)) => api_error(&e),
+        Some(Fault::Timeout(d)) => {
+            tokio::time::sleep(d).await;
+            (StatusCode::GATEWAY_TIMEOUT, json!({"ok": false, "error": "request_timeout"}))
+        }
         None => match rate_limited(&state, &method, &params) {
             Some(after) => {
                 retry_after = Some(after);
@@ -189,7 +205,16 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
             if let Some(t) = &thread_ts {
                 message["thread_ts"] = json!(t);
             }
-            w.messages.push(StoredMessage::from_raw(&channel, message.clone()));
+            // Message metadata: a JSON object in a JSON body, a URL-encoded JSON string in a form.
+            let metadata = match &p["metadata"] {
+                Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                other => other.clone(),
+            };
+            let mut stored = message.clone();
+            if metadata["event_type"].is_string() {
+                stored["metadata"] = metadata;
+            }
+            w.messages.push(StoredMessage::from_raw(&channel, stored));
             // What Slack sends the app next: its own message as an event, the thread parent's
             // update, and (only when asked with unfurl_links) the previews of its text links.
             if w.secondary.own_messages {
@@ -331,13 +356,16 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
             let json = w.channel_json(w.channel(&channel).expect("exists"));
             (StatusCode::OK, json!({"ok": true, "channel": json}))
         }
+        // Both read back at most `limit` messages (default 100, as Slack's), with each message's
+        // metadata only when asked for with `include_all_metadata` (as Slack does).
         "conversations.replies" => {
             let (channel, ts) = (s("channel"), s("ts"));
             let msgs: Vec<Value> = w
                 .messages
                 .iter()
                 .filter(|m| m.channel == channel && (m.ts == ts || m.thread_ts.as_deref() == Some(ts.as_str())))
-                .map(|m| m.raw.clone())
+                .take(limit(p))
+                .map(|m| with_metadata(&m.raw, flag(&p["include_all_metadata"])))
                 .collect();
             if msgs.is_empty() {
                 return api_error("thread_not_found");
@@ -354,7 +382,8 @@ fn call(state: &Shared, method: &str, p: &Value, token: &str) -> (StatusCode, Va
                 .iter()
                 .rev()
                 .filter(|m| m.channel == channel && m.thread_ts.is_none())
-                .map(|m| m.raw.clone())
+                .take(limit(p))
+                .map(|m| with_metadata(&m.raw, flag(&p["include_all_metadata"])))
                 .collect();
             (StatusCode::OK, json!({"ok": true, "messages": msgs, "has_more": false}))
         }
@@ -421,4 +450,19 @@ pub(super) async fn respond(State(state): State<Shared>, Path(id): Path<String>,
     });
     w.privates.push(Private { user: None, channel: None, text, via: "response_url" });
     (StatusCode::OK, "ok").into_response()
+}
+
+/// A read's `limit` (Slack's default 100, at most 999).
+fn limit(p: &Value) -> usize {
+    let n = p["limit"].as_u64().or_else(|| p["limit"].as_str().and_then(|v| v.parse().ok()));
+    n.unwrap_or(100).clamp(1, 999) as usize
+}
+
+/// A stored message as a read returns it: its metadata only when asked for.
+fn with_metadata(raw: &Value, include: bool) -> Value {
+    let mut m = raw.clone();
+    if !include && let Some(o) = m.as_object_mut() {
+        o.remove("metadata");
+    }
+    m
 }

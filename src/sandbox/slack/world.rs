@@ -22,6 +22,19 @@ pub enum Fault {
     Delay(Duration),
     /// An API error (`{"ok": false, "error": ...}`), e.g. `invalid_auth`.
     ApiError(String),
+    /// No answer for this long, then a 504, and the call never reached Slack: what a client
+    /// sees when its request is lost on the way (it times out first when this is longer than its
+    /// timeout). A timeout after Slack did the work is `Delay`.
+    Timeout(Duration),
+}
+
+/// Faults on a share of every Web API call (auth.test aside): call number `n` (counting from 1)
+/// gets `faults[(n / every) % faults.len()]` when `n` is a multiple of `every`, so `every: 5` is
+/// 20% of the calls, the kinds in turn.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub every: u64,
+    pub faults: Vec<Fault>,
 }
 
 /// One Web API call, as the sandbox saw and answered it.
@@ -118,6 +131,9 @@ pub(super) struct World {
     pub(super) privates: Vec<Private>,
     pub(super) calls: Vec<CallRecord>,
     pub(super) faults: HashMap<String, VecDeque<Fault>>,
+    pub(super) chaos: Option<Chaos>,
+    /// Web API calls seen by the chaos counter.
+    pub(super) chaos_calls: u64,
     pub(super) limits: SandboxLimits,
     pub(super) post_times: HashMap<String, VecDeque<Instant>>,
     pub(super) method_times: HashMap<String, VecDeque<Instant>>,
