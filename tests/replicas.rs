@@ -360,6 +360,9 @@ async fn a_killed_leader_is_replaced_and_a_storm_loses_nothing() {
     }
     let leaders: Vec<usize> = roles.iter().filter(|(_, r)| r == "leader").map(|(n, _)| *n).collect();
     assert_eq!(leaders, [next], "one leader among the survivors: {roles:?}");
+    let metrics = reqwest::get(format!("http://{}/metrics", replicas[next].addr)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("incident_commander_leader 1"), "{metrics}");
+    assert!(metrics.contains("incident_commander_role_since_timestamp_seconds"), "{metrics}");
     assert!(roles.iter().any(|(_, r)| r == "follower"), "{roles:?}");
     storming.await.unwrap();
     let stormed = killed.elapsed();

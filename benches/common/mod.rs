@@ -22,6 +22,19 @@ pub async fn start_bot(
     tick_every: Duration,
 ) -> (RunningApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    let store = incident_commander::store::open_embedded(dir.path()).unwrap();
+    (start_bot_on(sandbox, policy, egress, webhook_token, tick_every, store).await, dir)
+}
+
+/// Like [`start_bot`], on a store of the caller's.
+pub async fn start_bot_on(
+    sandbox: &SlackSandbox,
+    policy: &str,
+    egress: EgressLimits,
+    webhook_token: Option<&str>,
+    tick_every: Duration,
+    store: Arc<dyn incident_commander::app::store::Store>,
+) -> RunningApp {
     let settings = Settings {
         policy: Policy::parse(policy).unwrap(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -31,8 +44,36 @@ pub async fn start_bot(
         webhook_token: webhook_token.map(secrecy::SecretString::from),
         datadog: None,
     };
-    let store = incident_commander::store::open_embedded(dir.path()).unwrap();
-    (RunningApp::start(settings, store).await.unwrap(), dir)
+    RunningApp::start(settings, store).await.unwrap()
+}
+
+/// A PostgreSQL store on a fresh database of its own (a replica that elects itself), and a
+/// function that drops the database; `None` without `DATABASE_URL`.
+pub fn postgres_store() -> Option<(Arc<dyn incident_commander::app::store::Store>, Box<dyn FnOnce()>)> {
+    use incident_commander::store::{PgOptions, PgStore, Replication};
+    let base = std::env::var("DATABASE_URL").ok()?;
+    let name = format!("ic_bench_{}", std::process::id());
+    let admin = base.clone();
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        postgres::Client::connect(&admin, postgres::NoTls).unwrap().batch_execute(&create).unwrap()
+    })
+    .join()
+    .unwrap();
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&format!("/{name}"));
+    let options =
+        PgOptions { replication: Replication::Elect { name: "bench".into() }, ..PgOptions::sole(url.as_str()) };
+    let store: Arc<dyn incident_commander::app::store::Store> = Arc::new(PgStore::open(&options).unwrap());
+    let cleanup = move || {
+        let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        std::thread::spawn(move || {
+            let _ = postgres::Client::connect(&base, postgres::NoTls).unwrap().batch_execute(&drop_db);
+        })
+        .join()
+        .unwrap();
+    };
+    Some((store, Box::new(cleanup)))
 }
 
 /// Peak resident set size of this process (`VmHWM`), in MiB.
