@@ -1,8 +1,10 @@
 //! The front door of the processor: the events the inbox holds, accepting them durably, and
 //! waking the processor.
 //!
-//! Durability is batched (group commit): every caller waits for a flush that started after its
-//! write, and one flush serves every write that arrived while the previous one ran.
+//! Durability is batched. Accepted events go through one writer task that puts every request
+//! waiting in one transaction with one flush (`write_inbox`); the processor's and egress's
+//! writes wait for a group commit: a flush that started after their write, one flush serving
+//! every write that arrived while the previous one ran.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::clock::Clock;
 use super::metrics::{KindLabel, Metrics};
 use super::outbox::{Delivery, MessageKey, OutboxSeq};
-use super::store::{Acceptance, Store, StoreError};
+use super::store::{Acceptance, DedupeKey, Store, StoreError};
 use crate::domain::decide::Event;
 use crate::domain::ids::{ChannelId, IncidentId, UserId};
 use crate::domain::incident::MessagePart;
@@ -146,11 +148,72 @@ pub enum AcceptError {
 /// day are treated as new events.
 pub const DEDUPE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
+/// Events one request offers, and where its answer goes.
+struct WriteRequest {
+    events: Vec<(InboxEvent, Option<DedupeKey>)>,
+    reply: oneshot::Sender<Result<Vec<Acceptance>, AcceptError>>,
+}
+
+/// Most events the writer puts in one transaction.
+const WRITE_BATCH: usize = 1024;
+
+/// The inbox's one writer: takes every request waiting, writes them all in one transaction,
+/// makes it durable once, then answers each. Concurrent writers would contend on the same trees
+/// and each wait for its own flush; one writer pays one transaction and one flush per batch.
+async fn write_inbox(store: Arc<dyn Store>, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        let mut events = batch[0].events.len();
+        while events < WRITE_BATCH {
+            match requests.try_recv() {
+                Ok(more) => {
+                    events += more.events.len();
+                    batch.push(more);
+                }
+                Err(_) => break,
+            }
+        }
+        let sizes: Vec<usize> = batch.iter().map(|r| r.events.len()).collect();
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut all = Vec::with_capacity(events);
+        for request in batch {
+            all.extend(request.events);
+            replies.push(request.reply);
+        }
+        let store = store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let results = store.accept_events(&all)?;
+            store.persist()?;
+            Ok::<_, StoreError>(results)
+        })
+        .await;
+        match written {
+            Ok(Ok(results)) => {
+                let mut results = results.into_iter();
+                for (reply, n) in replies.into_iter().zip(sizes) {
+                    let _ = reply.send(Ok(results.by_ref().take(n).collect()));
+                }
+            }
+            Ok(Err(e)) => {
+                for reply in replies {
+                    let _ = reply.send(Err(AcceptError::Store(e.clone())));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(AcceptError::Flush(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
 /// Ingress's handle on the inbox.
 #[derive(Clone)]
 pub struct Inbox {
     store: Arc<dyn Store>,
     commit: GroupCommit,
+    writer: mpsc::UnboundedSender<WriteRequest>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     /// The bot's clock: dedupe windows and arrival times are read from it, so a bot on a manual
@@ -171,7 +234,9 @@ impl Inbox {
         clock: Arc<dyn Clock>,
     ) -> Result<Inbox, StoreError> {
         let backlog = store.inbox_len()? as u64;
-        Ok(Inbox { store, commit, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) })
+        let (writer, requests) = mpsc::unbounded_channel();
+        tokio::spawn(write_inbox(store.clone(), requests));
+        Ok(Inbox { store, commit, writer, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) })
     }
 
     /// The time on the bot's clock, for what ingress stamps on arrival.
@@ -230,15 +295,16 @@ impl Inbox {
     pub async fn accept_many(&self, events: Vec<(InboxEvent, Option<String>)>) -> Result<Vec<Acceptance>, AcceptError> {
         let now = self.clock.now();
         let kinds: Vec<KindLabel> = events.iter().map(|(e, _)| KindLabel { kind: e.kind().to_string() }).collect();
-        let store = self.store.clone();
-        let batch: Vec<_> = events.into_iter().map(|(e, k)| (e, k.map(|k| (k, now + DEDUPE_WINDOW)))).collect();
-        let results = tokio::task::spawn_blocking(move || store.accept_events(&batch))
-            .await
-            .map_err(|e| AcceptError::Flush(e.to_string()))??;
+        let events: Vec<_> = events.into_iter().map(|(e, k)| (e, k.map(|k| (k, now + DEDUPE_WINDOW)))).collect();
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteRequest { events, reply })
+            .map_err(|_| AcceptError::Flush("the inbox writer has stopped".into()))?;
+        let results = answer.await.map_err(|_| AcceptError::Flush("the inbox writer has stopped".into()))??;
+        // Durable now: the writer made the whole batch durable before answering.
         let accepted = results.iter().filter(|r| matches!(r, Acceptance::Accepted(_))).count() as u64;
         if accepted > 0 {
             self.accepted.fetch_add(accepted, Ordering::SeqCst);
-            self.commit.flush().await.map_err(AcceptError::Flush)?;
             self.wake.notify_one();
         }
         for (kind, r) in kinds.iter().zip(&results) {

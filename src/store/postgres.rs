@@ -310,6 +310,8 @@ pub struct PgStore {
     jobs: Mutex<mpsc::Sender<Job>>,
     leadership: Arc<Leadership>,
     described: String,
+    /// Processing steps committed without waiting for the disk since the last [`Store::persist`].
+    unflushed: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -351,7 +353,12 @@ impl PgStore {
             replica = elect,
             "PostgreSQL store open"
         );
-        Ok(PgStore { jobs: Mutex::new(jobs), leadership, described: connector.describe() })
+        Ok(PgStore {
+            jobs: Mutex::new(jobs),
+            leadership,
+            described: connector.describe(),
+            unflushed: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// Where the database is (host:port/db), for logs and errors.
@@ -948,7 +955,13 @@ impl Store for PgStore {
         let consumed = commit.consumed.map(|n| n as i64);
         let dead_letter = commit.dead_letter.clone();
         let incident = commit.incident;
+        self.unflushed.store(true, Ordering::SeqCst);
         self.leader_transaction(move |tx| {
+            // A processing step does not wait for the disk: the processor persists once per
+            // batch, before egress is told about its calls (see `persist`). Lost to a server
+            // crash, a step is lost whole, with the consumption of its event, which is then
+            // handled again.
+            tx.batch_execute("SET LOCAL synchronous_commit TO OFF").map_err(db_error)?;
             if let Some((place, record)) = &thread {
                 tx.execute(
                     "INSERT INTO ic_thread_messages (place, record) VALUES ($1, $2) \
@@ -1064,10 +1077,26 @@ impl Store for PgStore {
         })
     }
 
-    /// Every write is durable once its transaction commits (`synchronous_commit`, the server's
-    /// default), so there is nothing left to do here.
+    /// Accepted events, deliveries and the other writes are durable when their transaction
+    /// commits (`synchronous_commit`, the server's default). Processing steps commit without
+    /// waiting; this makes them durable with one synchronous commit, which flushes the write-ahead
+    /// log up to it and so every step before it.
     fn persist(&self) -> Result<(), StoreError> {
-        Ok(())
+        if !self.unflushed.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let flushed = self.run(|c| {
+            c.execute(
+                "INSERT INTO ic_meta (key, value) VALUES ('flushes', 1) ON CONFLICT (key) DO UPDATE SET value = ic_meta.value + 1",
+                &[],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        });
+        if flushed.is_err() {
+            self.unflushed.store(true, Ordering::SeqCst);
+        }
+        flushed
     }
 
     fn role(&self) -> watch::Receiver<Role> {
