@@ -1,5 +1,6 @@
 //! Ingress throughput: signed Events API requests into the real bot (verify, dedupe, durable inbox
-//! with group commit, 200), next to a trivial axum handler measured in the same run.
+//! through its one writer, 200), next to a trivial axum handler measured in the same run, on sled
+//! and (with `DATABASE_URL`) on PostgreSQL, with a verdict against the targets.
 //!
 //! `cargo bench --bench ingress` (optionally `-- <events> <concurrency>`).
 
@@ -8,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::start_bot;
+use common::start_bot_on;
 
 use axum::routing::post;
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox, sign};
@@ -97,16 +98,40 @@ fn bodies(n: usize, tag: &str) -> Vec<String> {
         .collect()
 }
 
+/// The bot on `store`: its ingress measured beside the trivial handler's, then the backlog drained.
+async fn measure_bot(
+    name: &'static str,
+    store: std::sync::Arc<dyn incident_commander::app::store::Store>,
+    events: usize,
+    concurrency: usize,
+) -> (Report, Duration) {
+    let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
+    let mut app = start_bot_on(&sandbox, POLICY, EgressLimits::slack(), None, Duration::from_secs(60), store).await;
+    let mut role = app.role.clone();
+    let _ = role.wait_for(|r| r.role == incident_commander::app::store::Role::Leader).await;
+    run("warm-up", format!("http://{}/slack/events", app.addr), bodies(500, &format!("W{name}")), concurrency).await;
+    let bot = run(name, format!("http://{}/slack/events", app.addr), bodies(events, name), concurrency).await;
+    let processing = Instant::now();
+    app.wait_idle().await;
+    let drained = processing.elapsed();
+    app.shutdown().await.unwrap();
+    (bot, drained)
+}
+
+/// Targets (issue 14): at least half the trivial handler's throughput, ack p99 at most 3x its.
+const THROUGHPUT_TARGET: f64 = 0.5;
+const P99_TARGET: f64 = 3.0;
+
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
     incident_commander::tls::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sled = incident_commander::store::open_embedded(dir.path()).unwrap();
+    let postgres = common::postgres_store();
     rt.block_on(async move {
-        let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
-        let (mut app, _dir) = start_bot(&sandbox, POLICY, EgressLimits::slack(), None, Duration::from_secs(60)).await;
-
         // The trivial baseline: an axum handler that reads the body and answers 200.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let trivial_addr = listener.local_addr().unwrap();
@@ -118,48 +143,64 @@ fn main() {
             }),
         );
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let trivial_url = format!("http://{trivial_addr}/slack/events");
+        run("warm-up", trivial_url.clone(), bodies(500, "W1"), concurrency).await;
 
-        // Warm both up.
-        run("warm-up", format!("http://{trivial_addr}/slack/events"), bodies(500, "W1"), concurrency).await;
-        run("warm-up", format!("http://{}/slack/events", app.addr), bodies(500, "W2"), concurrency).await;
-
-        let trivial = run(
-            "trivial axum handler",
-            format!("http://{trivial_addr}/slack/events"),
-            bodies(events, "T"),
-            concurrency,
-        )
-        .await;
-        let bot = run(
-            "incident-commander ingress",
-            format!("http://{}/slack/events", app.addr),
-            bodies(events, "B"),
-            concurrency,
-        )
-        .await;
-        let processing = Instant::now();
-        app.wait_idle().await;
-        let drained = processing.elapsed();
+        let trivial = run("trivial axum handler", trivial_url.clone(), bodies(events, "T"), concurrency).await;
+        let mut bots = vec![measure_bot("incident-commander on sled", sled, events, concurrency).await];
+        let cleanup = match postgres {
+            Some((store, cleanup)) => {
+                bots.push(measure_bot("incident-commander on PostgreSQL", store, events, concurrency).await);
+                Some(cleanup)
+            }
+            None => None,
+        };
+        // The baseline again after the bots, so a machine that got slower shows.
+        let trivial_after = run("trivial axum handler (again)", trivial_url, bodies(events, "U"), concurrency).await;
 
         println!("\n{events} signed events, concurrency {concurrency}, loopback, one process\n");
-        println!("| endpoint | accepted | errors | events/s | ack p50 | ack p99 |");
-        println!("|---|---|---|---|---|---|");
-        for r in [&trivial, &bot] {
+        println!("| endpoint | accepted | errors | events/s | ack p50 | ack p99 | backlog processed after |");
+        println!("|---|---|---|---|---|---|---|");
+        let rate = |r: &Report| r.events as f64 / r.elapsed.as_secs_f64();
+        for r in [&trivial, &trivial_after] {
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms |",
+                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | |",
                 r.name,
                 r.events,
                 r.errors,
-                r.events as f64 / r.elapsed.as_secs_f64(),
+                rate(r),
                 r.percentile(0.50),
-                r.percentile(0.99),
+                r.percentile(0.99)
             );
         }
-        println!(
-            "\nbot/trivial throughput ratio: {:.2}; the processor finished the backlog {:.2} s after the last ack",
-            (bot.events as f64 / bot.elapsed.as_secs_f64()) / (trivial.events as f64 / trivial.elapsed.as_secs_f64()),
-            drained.as_secs_f64()
-        );
-        app.shutdown().await.unwrap();
+        for (r, drained) in &bots {
+            println!(
+                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} s |",
+                r.name,
+                r.events,
+                r.errors,
+                rate(r),
+                r.percentile(0.50),
+                r.percentile(0.99),
+                drained.as_secs_f64()
+            );
+        }
+        println!();
+        for (r, _) in &bots {
+            let throughput = rate(r) / rate(&trivial);
+            let p99 = r.percentile(0.99) / trivial.percentile(0.99);
+            let verdict = if throughput >= THROUGHPUT_TARGET && p99 <= P99_TARGET { "PASS" } else { "FAIL" };
+            println!(
+                "verdict: {verdict}: {} at {throughput:.2}x the trivial handler's throughput (target at least {THROUGHPUT_TARGET}x), ack p99 {p99:.1}x its (target at most {P99_TARGET}x)",
+                r.name
+            );
+        }
+        if bots.len() == 1 {
+            println!("(PostgreSQL not measured: set DATABASE_URL to a server where the user may CREATE DATABASE)");
+        }
+        drop(bots);
+        if let Some(cleanup) = cleanup {
+            cleanup();
+        }
     });
 }

@@ -320,6 +320,23 @@ impl Store for SledStore {
     }
 
     fn commit(&self, commit: Commit) -> Result<Vec<OutboxSeq>, StoreError> {
+        // Most events change nothing but the inbox (chatter, duplicates, ignored alerts): one
+        // removal is atomic by itself, and keeps the eleven-tree transaction (which contends
+        // with the inbox writer) for the steps that need it.
+        if let Commit {
+            consumed: Some(seq),
+            incident: None,
+            dead_letter: None,
+            alert: None,
+            alert_update: None,
+            thread_message: None,
+            outbox,
+        } = &commit
+            && outbox.is_empty()
+        {
+            self.inbox.remove(be(*seq))?;
+            return Ok(Vec::new());
+        }
         let outbox_records: Vec<Vec<u8>> = commit.outbox.iter().map(encode).collect();
         let alert_record = commit.alert.as_ref().map(encode);
         let thread_record = commit.thread_message.as_ref().map(|m| (message_index_key(&m.channel, &m.ts), encode(m)));
