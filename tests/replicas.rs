@@ -148,19 +148,15 @@ async fn start_replica(
     Replica { child, addr }
 }
 
-/// A Datadog webhook for alert `event` of `monitor` (modelled on the Datadog webhook body the
-/// sources parse, as in the benches: `id`, `title` with priority and transition, `date`, the
-/// monitor link in `body`).
+/// A Datadog webhook for alert `event` of `monitor` on service `api-<monitor>`.
 fn datadog_webhook(event: usize, monitor: usize, transition: &str) -> String {
-    let service = format!("api-{}", monitor % 100);
-    json!({
-        "id": format!("{}", 7_000_000 + event), "event_type": "query_alert_monitor",
-        "title": format!("[P2] [{transition} on {{service:{service},env:prod}}] Monitor {monitor} breached"),
-        "date": format!("{}", 1_800_000_000_000u64 + event as u64 * 10),
-        "body": format!("%%%\nvalue {event}\n\n[[Monitor Status](https://app.datadoghq.com/monitors/{monitor})]\n%%%"),
-        "org": {"id": "1", "name": "replicas"},
-    })
-    .to_string()
+    incident_commander::sandbox::datadog_webhook_body(
+        7_000_000,
+        event,
+        monitor,
+        transition,
+        &format!("api-{}", monitor % 100),
+    )
 }
 
 /// What the storm's senders saw.
@@ -172,6 +168,24 @@ struct Sent {
     duplicates: AtomicUsize,
     /// Webhooks answered 2xx.
     answered: AtomicUsize,
+}
+
+/// Starts [`storm`] and returns it with what it saw and a signal for when `at` webhooks were
+/// answered.
+fn storm_until(
+    addrs: Vec<String>,
+    bodies: Vec<String>,
+    at: usize,
+) -> (tokio::task::JoinHandle<()>, Arc<Sent>, Arc<tokio::sync::Notify>) {
+    let sent = Arc::new(Sent::default());
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let signal = reached.clone();
+    let storming = tokio::spawn(storm(addrs, bodies, sent.clone(), move |n| {
+        if n == at {
+            signal.notify_one();
+        }
+    }));
+    (storming, sent, reached)
 }
 
 /// Posts every body to the replicas in turn, as a load balancer would: a failed request goes to
@@ -331,14 +345,7 @@ async fn a_killed_leader_is_replaced_and_a_storm_loses_nothing() {
     let bodies: Vec<String> =
         (0..alerts).map(|i| datadog_webhook(i, 3000 + i % monitors, cycle[(i / monitors) % 2])).collect();
     let addrs: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
-    let sent = Arc::new(Sent::default());
-    let halfway = Arc::new(tokio::sync::Notify::new());
-    let signal = halfway.clone();
-    let storming = tokio::spawn(storm(addrs, bodies, sent.clone(), move |n| {
-        if n == alerts / 2 {
-            signal.notify_one();
-        }
-    }));
+    let (storming, sent, halfway) = storm_until(addrs, bodies, alerts / 2);
     halfway.notified().await;
     let mark = logs.len();
     replicas[leader].kill();
@@ -404,14 +411,7 @@ async fn a_database_restart_under_running_replicas_loses_nothing() {
     let (alerts, monitors) = (600, 10);
     let bodies: Vec<String> = (0..alerts).map(|i| datadog_webhook(i, 4000 + i % monitors, "Triggered")).collect();
     let addrs: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
-    let sent = Arc::new(Sent::default());
-    let third = Arc::new(tokio::sync::Notify::new());
-    let signal = third.clone();
-    let storming = tokio::spawn(storm(addrs, bodies, sent.clone(), move |n| {
-        if n == alerts / 3 {
-            signal.notify_one();
-        }
-    }));
+    let (storming, sent, third) = storm_until(addrs, bodies, alerts / 3);
     third.notified().await;
     let mark = logs.len();
     match std::env::var("IC_PG_RESTART_CMD") {

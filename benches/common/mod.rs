@@ -10,7 +10,6 @@ use incident_commander::policy::Policy;
 use incident_commander::sandbox::slack::SlackSandbox;
 use incident_commander::slack::egress::EgressLimits;
 use incident_commander::startup::{RunningApp, Settings};
-use serde_json::json;
 
 /// Starts the bot on the machine's clock against `sandbox`, with its data in a temporary
 /// directory (kept alive by the returned guard) and webhooks on with `webhook_token`.
@@ -88,18 +87,9 @@ pub fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// A Datadog webhook body in the default payload's shape (every value a string, the body in
-/// `%%%` fences; see `datadog/webhooks/real-captures/` in the reference folder). `event` is the
-/// delivery's own id, so every body is a separate delivery.
+/// A Datadog webhook body (see [`incident_commander::sandbox::datadog_webhook_body`]).
 pub fn datadog_webhook(event: usize, monitor: usize, transition: &str, service: &str) -> String {
-    json!({
-        "id": format!("{}", 9_000_000 + event), "event_type": "query_alert_monitor",
-        "title": format!("[P2] [{transition} on {{service:{service},env:prod}}] Monitor {monitor} breached"),
-        "date": format!("{}", 1_800_000_000_000u64 + event as u64 * 10),
-        "body": format!("%%%\nvalue {event}\n\n[[Monitor Status](https://app.datadoghq.com/monitors/{monitor})]\n%%%"),
-        "org": {"id": "1", "name": "bench"},
-    })
-    .to_string()
+    incident_commander::sandbox::datadog_webhook_body(9_000_000, event, monitor, transition, service)
 }
 
 /// Posts every body to `url` with `concurrency` clients at once, as fast as they go. Returns how

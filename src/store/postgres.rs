@@ -889,28 +889,66 @@ impl Store for PgStore {
         let batch: Vec<(String, Option<DedupeKey>)> = events.iter().map(|(e, k)| (text(e), k.clone())).collect();
         let notify = self.leadership.elect;
         self.transaction(move |tx| {
-            let mut out = Vec::with_capacity(batch.len());
-            for (record, dedupe) in &batch {
-                if let Some((key, until)) = dedupe {
-                    // A concurrent replica inserting the same key makes this wait for its
-                    // commit, then see the conflict: exactly once across replicas.
-                    let fresh = tx
-                        .execute(
-                            "INSERT INTO ic_dedupe_keys (key, until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                            &[key, until],
-                        )
-                        .map_err(db_error)?;
-                    if fresh == 0 {
-                        out.push(Acceptance::Duplicate);
-                        continue;
-                    }
+            // The batch's keys, first occurrence each; a concurrent replica inserting one of
+            // them makes this wait for its commit, then see the conflict: exactly once across
+            // replicas. Three statements whatever the batch's size.
+            let mut first_of_key = std::collections::HashMap::new();
+            let (mut keys, mut untils) = (Vec::new(), Vec::new());
+            for (i, (_, dedupe)) in batch.iter().enumerate() {
+                if let Some((key, until)) = dedupe
+                    && !first_of_key.contains_key(key.as_str())
+                {
+                    first_of_key.insert(key.as_str(), i);
+                    keys.push(key.clone());
+                    untils.push(*until);
                 }
-                let n: i64 = tx
-                    .query_one("INSERT INTO ic_inbox (event) VALUES ($1) RETURNING seq", &[record])
-                    .map_err(db_error)?
-                    .get(0);
-                out.push(Acceptance::Accepted(seq(n)));
             }
+            let fresh: std::collections::HashSet<String> = if keys.is_empty() {
+                Default::default()
+            } else {
+                tx.query(
+                    "INSERT INTO ic_dedupe_keys (key, until) SELECT * FROM unnest($1::text[], $2::timestamptz[]) \
+                     ON CONFLICT (key) DO NOTHING RETURNING key",
+                    &[&keys, &untils],
+                )
+                .map_err(db_error)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+            };
+            let taken: Vec<bool> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, (_, dedupe))| match dedupe {
+                    None => true,
+                    Some((key, _)) => first_of_key.get(key.as_str()) == Some(&i) && fresh.contains(key),
+                })
+                .collect();
+            let records: Vec<&str> =
+                batch.iter().zip(&taken).filter(|(_, t)| **t).map(|((record, _), _)| record.as_str()).collect();
+            let mut seqs: Vec<i64> = if records.is_empty() {
+                Vec::new()
+            } else {
+                tx.query(
+                    "INSERT INTO ic_inbox (event) SELECT e FROM unnest($1::text[]) WITH ORDINALITY AS t(e, n) ORDER BY n \
+                     RETURNING seq",
+                    &[&records],
+                )
+                .map_err(db_error)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+            };
+            // Numbers are drawn in insertion order, which is the batch's order.
+            seqs.sort_unstable();
+            let mut seqs = seqs.into_iter();
+            let out: Vec<Acceptance> = taken
+                .iter()
+                .map(|t| match (t, t.then(|| seqs.next()).flatten()) {
+                    (true, Some(n)) => Acceptance::Accepted(seq(n)),
+                    _ => Acceptance::Duplicate,
+                })
+                .collect();
             if notify && out.iter().any(|a| matches!(a, Acceptance::Accepted(_))) {
                 tx.execute("SELECT pg_notify($1, '')", &[&INBOX_CHANNEL]).map_err(db_error)?;
             }
