@@ -46,9 +46,12 @@ pub async fn start_bot_on(
     RunningApp::start(settings, store).await.unwrap()
 }
 
+/// Drops a bench's database.
+pub type DropDatabase = Box<dyn FnOnce()>;
+
 /// A PostgreSQL store on a fresh database of its own (a replica that elects itself), and a
 /// function that drops the database; `None` without `DATABASE_URL`.
-pub fn postgres_store() -> Option<(Arc<dyn incident_commander::app::store::Store>, Box<dyn FnOnce()>)> {
+pub fn postgres_store() -> Option<(Arc<dyn incident_commander::app::store::Store>, DropDatabase)> {
     use incident_commander::store::{PgOptions, PgStore, Replication};
     let base = std::env::var("DATABASE_URL").ok()?;
     let name = format!("ic_bench_{}", std::process::id());
