@@ -127,7 +127,10 @@ mod contract {
         assert_eq!(s.next_inbox_event().unwrap(), None);
         assert!(s.get_incident(IncidentId::FIRST).unwrap().is_some());
         let pending = s.pending_outbox().unwrap();
-        assert_eq!(pending, vec![(seqs[0], call.clone()), (seqs[1], call)]);
+        assert_eq!(pending, vec![(seqs[0], call.clone()), (seqs[1], call.clone())]);
+        assert_eq!(s.pending_outbox_after(Some(seqs[0])).unwrap(), vec![(seqs[1], call)], "only what came after");
+        assert_eq!(s.pending_outbox_after(Some(seqs[1])).unwrap(), vec![]);
+        assert_eq!(s.pending_outbox_after(None).unwrap(), pending);
 
         // Completing a call remembers where it landed and reports it in the same write.
         let delivery = Delivery { channel: Some(channel(ALERTS)), ts: Some("1700000000.000300".into()) };

@@ -188,6 +188,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Calls not yet delivered, oldest first.
     fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError>;
+    /// Calls not yet delivered after position `after` (all of them with `None`), oldest first.
+    fn pending_outbox_after(&self, after: Option<OutboxSeq>) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
+        let mut pending = self.pending_outbox()?;
+        if let Some(after) = after {
+            pending.retain(|(seq, _)| *seq > after);
+        }
+        Ok(pending)
+    }
     /// Removes a delivered (or abandoned) call; with a key, remembers what Slack answered under it;
     /// with `then`, puts that event in the inbox in the same transaction (delivery feedback).
     fn complete_outbox(

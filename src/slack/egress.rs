@@ -123,6 +123,8 @@ enum Outcome {
 struct Lanes {
     queues: HashMap<String, Lane>,
     dispatched: HashSet<OutboxSeq>,
+    /// The highest outbox position read so far.
+    read_up_to: Option<OutboxSeq>,
 }
 
 /// How urgent a call is within its lane: a new incident's thread root first, then its header,
@@ -246,15 +248,16 @@ impl Egress {
     /// Runs until shutdown: picks up new outbox entries whenever woken (and every few seconds, so
     /// nothing waits on a lost wake-up), and hands them to their lanes.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>) {
+        let mut full = true;
         loop {
-            if let Err(e) = self.dispatch() {
+            if let Err(e) = self.dispatch(full) {
                 error!(error = %e, "cannot read the outbox");
             }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            full = tokio::select! {
+                _ = wake.notified() => false,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => true,
                 _ = self.shutdown.cancelled() => break,
-            }
+            };
         }
         // Lane workers finish the call in hand (or give up on it) and stop.
         self.workers.close();
@@ -262,13 +265,20 @@ impl Egress {
         info!("egress stopped");
     }
 
-    fn dispatch(self: &Arc<Self>) -> Result<(), crate::app::store::StoreError> {
+    /// Hands new outbox entries to their lanes. A wake-up reads only the entries after the last
+    /// one read (the processor, the only writer, numbers them in commit order), so a long outbox
+    /// is not read again on every call; the periodic pass (`full`) reads it all, so nothing a
+    /// read could have missed waits for more than that.
+    fn dispatch(self: &Arc<Self>, full: bool) -> Result<(), crate::app::store::StoreError> {
         // Read the outbox under the lanes lock: a worker finishing a call removes it from the store
         // first and from `dispatched` under this lock, so a snapshot taken here can never hand out
         // a call that was already delivered.
         let mut lanes = self.lanes.lock().expect("lanes lock");
-        let pending = self.store.pending_outbox()?;
-        self.metrics.outbox_depth.set(pending.len() as i64);
+        let after = if full { None } else { lanes.read_up_to };
+        let pending = self.store.pending_outbox_after(after)?;
+        if let Some((last, _)) = pending.last() {
+            lanes.read_up_to = Some(lanes.read_up_to.map_or(*last, |r| r.max(*last)));
+        }
         self.inherited
             .lock()
             .expect("inherited lock")
@@ -286,6 +296,7 @@ impl Egress {
                 self.workers.spawn(async move { me.work_lane(lane).await });
             }
         }
+        self.metrics.outbox_depth.set(lanes.dispatched.len() as i64);
         Ok(())
     }
 

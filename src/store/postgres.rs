@@ -1046,8 +1046,14 @@ impl Store for PgStore {
     }
 
     fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
-        self.run(|c| {
-            let rows = c.query("SELECT seq, entry FROM ic_outbox ORDER BY seq", &[]).map_err(db_error)?;
+        self.pending_outbox_after(None)
+    }
+
+    fn pending_outbox_after(&self, after: Option<OutboxSeq>) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
+        let after = after.map_or(-1, |a| a as i64);
+        self.run(move |c| {
+            let rows =
+                c.query("SELECT seq, entry FROM ic_outbox WHERE seq > $1 ORDER BY seq", &[&after]).map_err(db_error)?;
             rows.iter()
                 .map(|r| {
                     let n = seq(r.get(0));

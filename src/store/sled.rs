@@ -402,8 +402,13 @@ impl Store for SledStore {
     }
 
     fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
+        self.pending_outbox_after(None)
+    }
+
+    fn pending_outbox_after(&self, after: Option<OutboxSeq>) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
+        let from = after.map_or(0, |a| a.saturating_add(1));
         self.outbox
-            .iter()
+            .range(be(from)..)
             .map(|kv| {
                 let (k, v) = kv?;
                 let seq = from_be(&k);
