@@ -17,14 +17,7 @@ use std::time::{Duration, Instant};
 use common::{datadog_webhook, send_all};
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox};
 
-const POLICY: &str = r#"
-[slack]
-alert_channels = ["C0ALERTS1"]
-[[team]]
-name = "backend"
-members = ["U0ALICE01", "U0BOB0001", "U0CAROL01"]
-channel = "C0ALERTS1"
-"#;
+const POLICY: &str = common::ONE_TEAM;
 const TOKEN: &str = "bench-token";
 const IDLE_TARGET_MIB: f64 = 40.0;
 const STORM_TARGET_MIB: f64 = 100.0;

@@ -22,14 +22,7 @@ use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox, Stor
 use incident_commander::slack::egress::EgressLimits;
 
 /// One team, one channel, the default storm rule (more than 10 alerts a minute).
-const POLICY: &str = r#"
-[slack]
-alert_channels = ["C0ALERTS1"]
-[[team]]
-name = "backend"
-members = ["U0ALICE01", "U0BOB0001", "U0CAROL01"]
-channel = "C0ALERTS1"
-"#;
+const POLICY: &str = common::ONE_TEAM;
 
 const ROOT_TARGET: Duration = Duration::from_secs(25);
 const TOKEN: &str = "bench-token";

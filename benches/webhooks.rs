@@ -13,17 +13,10 @@ use common::{datadog_webhook, peak_rss_mib, send_all, start_bot_on};
 use incident_commander::sandbox::slack::{self, SandboxLimits, SlackSandbox};
 use incident_commander::slack::egress::EgressLimits;
 
-const POLICY: &str = r#"
-[slack]
-alert_channels = ["C0ALERTS1"]
-[[team]]
-name = "backend"
-members = ["U0ALICE01", "U0BOB0001", "U0CAROL01"]
-channel = "C0ALERTS1"
-[alerts.storm]
-count = 20
-window = "1m"
-"#;
+/// [`common::ONE_TEAM`] with storms starting above 20 alerts a minute.
+fn policy() -> String {
+    format!("{}[alerts.storm]\ncount = 20\nwindow = \"1m\"\n", common::ONE_TEAM)
+}
 
 /// One backend's run: what was measured.
 struct Run {
@@ -51,7 +44,7 @@ async fn run(
     sandbox.add_channel("C0ALERTS1", "alerts-backend", &[slack::BOT_USER_ID]);
     let token = "bench-token";
     let mut app =
-        start_bot_on(&sandbox, POLICY, EgressLimits::fast(), Some(token), Duration::from_secs(60), store).await;
+        start_bot_on(&sandbox, &policy(), EgressLimits::fast(), Some(token), Duration::from_secs(60), store).await;
     let mut role = app.role.clone();
     let _ = role.wait_for(|r| r.role == incident_commander::app::store::Role::Leader).await;
     let url = format!("http://{}/webhooks/datadog", app.addr);

@@ -11,6 +11,16 @@ use incident_commander::sandbox::slack::SlackSandbox;
 use incident_commander::slack::egress::EgressLimits;
 use incident_commander::startup::{RunningApp, Settings};
 
+/// One team in one channel, three people on its rotation, the default rules.
+pub const ONE_TEAM: &str = r#"
+[slack]
+alert_channels = ["C0ALERTS1"]
+[[team]]
+name = "backend"
+members = ["U0ALICE01", "U0BOB0001", "U0CAROL01"]
+channel = "C0ALERTS1"
+"#;
+
 /// Starts the bot on the machine's clock against `sandbox`, with its data in a temporary
 /// directory (kept alive by the returned guard) and webhooks on with `webhook_token`.
 pub async fn start_bot(
