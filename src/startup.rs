@@ -189,6 +189,17 @@ async fn until_role(role: &mut watch::Receiver<Role>, leading: bool, shutdown: &
     }
 }
 
+/// Publishes this process's role (for `/healthz`) and its metrics; becoming the leader counts as
+/// an election won.
+fn report_role(metrics: &Metrics, state: &watch::Sender<RoleState>, role: Role, since: chrono::DateTime<chrono::Utc>) {
+    state.send_replace(RoleState { role, since });
+    metrics.leader.set(i64::from(role == Role::Leader));
+    metrics.role_since.set(since.timestamp());
+    if role == Role::Leader {
+        metrics.leader_elections_won.inc();
+    }
+}
+
 /// Runs the leader's duties while this process leads: starts them when elected, stops them
 /// (waiting for the call in hand) when deposed, and starts them again on the next election.
 async fn lead_while_elected(
@@ -198,12 +209,7 @@ async fn lead_while_elected(
     mut running: Option<(CancellationToken, Vec<JoinHandle<()>>)>,
     shutdown: CancellationToken,
 ) {
-    let report = |r: Role| {
-        let since = duties.clock.now();
-        state.send_replace(RoleState { role: r, since });
-        duties.metrics.leader.set(i64::from(r == Role::Leader));
-        duties.metrics.role_since.set(since.timestamp());
-    };
+    let report = |r: Role| report_role(&duties.metrics, &state, r, duties.clock.now());
     loop {
         if running.is_none() {
             if !until_role(&mut role, true, &shutdown).await {
@@ -213,7 +219,6 @@ async fn lead_while_elected(
             match duties.start(&stop) {
                 Ok(tasks) => {
                     report(Role::Leader);
-                    duties.metrics.leader_elections_won.inc();
                     info!("leading: processor, timers, egress and evidence started");
                     running = Some((stop, tasks));
                 }
@@ -333,15 +338,13 @@ impl RunningApp {
         let running = if first_role == Role::Leader {
             let stop = shutdown.child_token();
             let started = duties.start(&stop)?;
-            metrics.leader_elections_won.inc();
             Some((stop, started))
         } else {
             tracing::info!("following until elected: ingress only");
             None
         };
         let (role_tx, role) = watch::channel(RoleState { role: first_role, since: settings.clock.now() });
-        metrics.leader.set(i64::from(first_role == Role::Leader));
-        metrics.role_since.set(settings.clock.now().timestamp());
+        report_role(&metrics, &role_tx, first_role, settings.clock.now());
         tasks.push(tokio::spawn(lead_while_elected(duties, role_rx, role_tx, running, shutdown.clone())));
 
         let mut router = crate::http::ops_routes(crate::http::OpsState {
