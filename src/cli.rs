@@ -207,7 +207,16 @@ pub fn load_policy(path: &Path) -> Result<Policy, Vec<String>> {
 }
 
 fn check_config(path: &Path, at: DateTime<Utc>) -> ExitCode {
-    match load_policy(path) {
+    // The tracker the policy names needs its credentials in the environment.
+    let loaded = load_policy(path).and_then(|policy| {
+        let tracker = policy.followups.tracker.as_ref();
+        let env = crate::trackers::TrackerEnv::from_process();
+        match tracker.map(|t| crate::trackers::problems(t, &env)).unwrap_or_default() {
+            problems if problems.is_empty() => Ok(policy),
+            problems => Err(problems.into_iter().map(|p| format!("followups.tracker: {p}")).collect()),
+        }
+    });
+    match loaded {
         Ok(policy) => {
             print!("{}", policy_summary(&policy, path, at));
             ExitCode::SUCCESS
@@ -360,6 +369,14 @@ pub fn policy_summary(policy: &Policy, path: &Path, at: DateTime<Utc>) -> String
         policy.severity.rules.len(),
         policy.severity.default.level()
     );
+    let _ = match &policy.followups.tracker {
+        Some(t) => writeln!(out, "follow-ups: tickets in {} (reaction :{}:)", t.label(), policy.followups.emoji),
+        None => writeln!(
+            out,
+            "follow-ups: timeline and postmortem only, no tracker (reaction :{}:)",
+            policy.followups.emoji
+        ),
+    };
     out
 }
 
@@ -383,6 +400,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tick_every: Duration::from_secs(1),
         slack,
         webhook_token: env_secret("WEBHOOK_TOKEN"),
+        trackers: crate::trackers::TrackerEnv::from_process(),
         datadog: datadog_settings_from_env()?,
     };
     let stop = shutdown_signal().context("cannot listen for SIGTERM")?;

@@ -27,3 +27,4 @@ pub mod sources;
 pub mod startup;
 pub mod store;
 pub mod tls;
+pub mod trackers;

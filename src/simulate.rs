@@ -15,7 +15,7 @@ use crate::app::clock::ManualClock;
 use crate::app::evidence::{EvidenceJob, EvidenceQueue, InFlight};
 use crate::app::inbox::{InboxEvent, Origin};
 use crate::app::metrics::Metrics;
-use crate::app::outbox::{ChannelRef, MessageKey, OutboxEntry, SlackOp, ThreadRef};
+use crate::app::outbox::{ChannelRef, Form, MessageKey, OutboxEntry, SlackOp, ThreadRef};
 use crate::app::processor::{Handled, HandledAs, Processor};
 use crate::app::store::{DedupeKey, LoggedAlert, Store};
 use crate::domain::decide::Event;
@@ -199,7 +199,8 @@ fn call_label(op: &SlackOp) -> String {
             format!("create the incident channel #{name} and invite {}", invite.len())
         }
         SlackOp::Invite { users, .. } => format!("invite {} to the incident channel", users.len()),
-        SlackOp::AskRootCause { .. } => "open the root-cause form".into(),
+        SlackOp::AskForm { form: Form::RootCause, .. } => "open the root-cause form".into(),
+        SlackOp::AskForm { form: Form::Followup, .. } => "open the follow-up form".into(),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::app::metrics::Metrics;
 use crate::app::processor::{self, Processor, ProcessorLinks};
 use crate::app::request::{DomainOnly, Reader};
 use crate::app::store::{Role, RoleState, Store};
+use crate::app::tickets;
 use crate::datadog::evidence::DatadogEvidence;
 use crate::domain::policy::Policy;
 use crate::http::webhooks;
@@ -27,6 +28,7 @@ use crate::slack::client::{BotIdentity, CallError, SlackApi};
 use crate::slack::egress::{Egress, EgressLimits};
 use crate::slack::read::SlackReader;
 use crate::slack::socket::SocketSettings;
+use crate::trackers::{AnyTracker, TrackerEnv};
 
 /// Everything `serve` needs to start, besides the store.
 pub struct Settings {
@@ -41,6 +43,9 @@ pub struct Settings {
     pub webhook_token: Option<SecretString>,
     /// Datadog, for evidence; `None` turns evidence off.
     pub datadog: Option<DatadogSettings>,
+    /// Tracker credentials and addresses (`GITHUB_TOKEN` ...); used when the policy's
+    /// `[followups] tracker` is set.
+    pub trackers: TrackerEnv,
 }
 
 /// How to reach Datadog.
@@ -112,6 +117,9 @@ struct Duties {
     ticked: Arc<watch::Sender<u64>>,
     slack: Option<LeaderSlack>,
     evidence: Option<Arc<DatadogEvidence>>,
+    /// The tracker follow-ups become tickets in, when the policy names one.
+    tracker: Option<Arc<AnyTracker>>,
+    /// Evidence and ticket requests not answered yet.
     evidence_in_flight: InFlight,
 }
 
@@ -141,6 +149,17 @@ impl Duties {
             tasks.push(handle);
             jobs
         });
+        let tickets = self.tracker.as_ref().map(|tracker| {
+            let (jobs, handle) = tickets::spawn_worker(
+                tracker.clone(),
+                self.inbox.clone(),
+                self.metrics.clone(),
+                self.evidence_in_flight.clone(),
+                stop.clone(),
+            );
+            tasks.push(handle);
+            jobs
+        });
         let links = ProcessorLinks {
             wake: self.wake.clone(),
             egress: self.egress_wake.clone(),
@@ -155,7 +174,7 @@ impl Duties {
         // Events accepted before a restart (or by other replicas) are waiting: start with a pass
         // over the inbox.
         self.wake.notify_one();
-        tasks.push(tokio::spawn(processor::run(processor.with_evidence(evidence), links)));
+        tasks.push(tokio::spawn(processor::run(processor.with_evidence(evidence).with_tickets(tickets), links)));
         if let Some((api, _, limits, activity)) = &self.slack {
             let egress = Egress::new(
                 self.store.clone(),
@@ -308,6 +327,18 @@ impl RunningApp {
                 None
             }
         };
+        let tracker = policy.followups.tracker.as_ref().map(|target| {
+            let tracker = AnyTracker::from_settings(target, &settings.trackers).unwrap_or_else(|problems| {
+                // Follow-ups are still recorded; their tickets wait, and the thread says why.
+                tracing::warn!(
+                    problems = problems.join("; ").as_str(),
+                    "follow-up tickets cannot be filed until the tracker settings are fixed"
+                );
+                AnyTracker::Misconfigured(problems)
+            });
+            tracing::info!(tracker = target.label().as_str(), "follow-up tickets on");
+            Arc::new(tracker)
+        });
         let egress_activity_tx = Arc::new(watch::channel(0u64).0);
         let duties = Duties {
             store: store.clone(),
@@ -329,6 +360,7 @@ impl RunningApp {
                 _ => None,
             },
             evidence,
+            tracker,
             evidence_in_flight: evidence_in_flight.clone(),
         };
         // A process that leads from the start (always, on a store only it opens) starts its

@@ -95,12 +95,22 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("http", &["app", "domain", "sources"]),
     ("slack", &["app", "domain", "sources", "http", "tls"]),
     ("datadog", &["app", "domain", "tls"]),
+    ("trackers", &["app", "domain", "tls"]),
     // Wiring and the tools on top.
-    ("startup", &["app", "domain", "http", "slack", "datadog"]),
+    ("startup", &["app", "domain", "http", "slack", "datadog", "trackers"]),
     ("simulate", &["app", "domain", "sources", "slack", "store"]),
-    ("sandbox", &["app", "domain", "policy", "sources", "store", "http", "slack", "datadog", "startup", "tls"]),
+    (
+        "sandbox",
+        &["app", "domain", "policy", "sources", "store", "http", "slack", "datadog", "trackers", "startup", "tls"],
+    ),
     ("demo", &["app", "domain", "policy", "sandbox"]),
-    ("cli", &["app", "domain", "policy", "store", "slack", "datadog", "startup", "simulate", "sandbox", "demo", "tls"]),
+    (
+        "cli",
+        &[
+            "app", "domain", "policy", "store", "slack", "datadog", "trackers", "startup", "simulate", "sandbox",
+            "demo", "tls",
+        ],
+    ),
 ];
 
 /// The top-level module a file belongs to (`src/app/inbox.rs` -> `app`, `src/cli.rs` -> `cli`);

@@ -163,6 +163,7 @@ async fn running_app_answers_health_and_processes_accepted_events() {
         tick_every: Duration::from_secs(3600),
         slack: None,
         webhook_token: None,
+        trackers: Default::default(),
         datadog: None,
     };
     let store = incident_commander::store::open_embedded(dir.path()).unwrap();

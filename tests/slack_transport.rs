@@ -290,6 +290,7 @@ async fn startup_fails_clearly_on_a_bad_token() {
             limits: EgressLimits::fast(),
         }),
         webhook_token: None,
+        trackers: Default::default(),
         datadog: None,
     };
     let store = std::sync::Arc::new(incident_commander::store::MemoryStore::new());

@@ -52,6 +52,7 @@ pub async fn start_bot_on(
         slack: Some(sandbox.bot_settings(egress)),
         webhook_token: webhook_token.map(secrecy::SecretString::from),
         datadog: None,
+        trackers: Default::default(),
     };
     RunningApp::start(settings, store).await.unwrap()
 }

@@ -7,12 +7,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::clock::Clock;
-use super::inbox::{Inbox, InboxEvent, Origin};
+use super::inbox::Inbox;
+pub use super::jobs::InFlight;
+use super::jobs::{self, JobQueue};
 use super::metrics::Metrics;
 use crate::domain::decide::Event;
 use crate::domain::evidence::Evidence;
@@ -69,60 +70,9 @@ pub trait EvidenceSource: Send + Sync + 'static {
     fn gather(&self, job: &EvidenceJob, now: DateTime<Utc>) -> impl Future<Output = Result<Evidence, String>> + Send;
 }
 
-/// Jobs handed to the worker whose answer has not reached the inbox yet, so callers waiting
-/// for the bot to settle can tell. A watch channel, so a waiter also wakes when the count falls
-/// (the answer can be processed before the worker marks its job finished).
-#[derive(Debug, Clone)]
-pub struct InFlight(Arc<tokio::sync::watch::Sender<u64>>);
-
-impl Default for InFlight {
-    fn default() -> Self {
-        InFlight(Arc::new(tokio::sync::watch::Sender::new(0)))
-    }
-}
-
-impl InFlight {
-    pub fn count(&self) -> u64 {
-        *self.0.borrow()
-    }
-
-    pub fn started(&self) {
-        self.0.send_modify(|n| *n += 1);
-    }
-
-    pub fn finished(&self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-
-    /// Changes of the count, for waiting on it.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.0.subscribe()
-    }
-}
-
-/// The processor's handle on the worker: jobs go in after the step that asked for them is
-/// committed (so the answer finds the incident). A job lost in a crash is asked again at the next
-/// refresh.
-#[derive(Clone)]
-pub struct EvidenceQueue {
-    jobs: mpsc::UnboundedSender<EvidenceJob>,
-    in_flight: InFlight,
-}
-
-impl EvidenceQueue {
-    /// A queue whose jobs are read from the receiver (a worker, or `simulate` listing them).
-    pub fn new(in_flight: InFlight) -> (EvidenceQueue, mpsc::UnboundedReceiver<EvidenceJob>) {
-        let (jobs, rx) = mpsc::unbounded_channel();
-        (EvidenceQueue { jobs, in_flight }, rx)
-    }
-
-    pub fn send(&self, job: EvidenceJob) {
-        self.in_flight.started();
-        if self.jobs.send(job).is_err() {
-            self.in_flight.finished();
-        }
-    }
-}
+/// The processor's handle on the evidence worker. A job lost in a crash is asked again at the
+/// next refresh.
+pub type EvidenceQueue = JobQueue<EvidenceJob>;
 
 /// Starts the worker that gathers evidence from `source` for queued jobs and puts the results in
 /// the inbox, at most [`CONCURRENT_JOBS`] at a time.
@@ -134,44 +84,22 @@ pub fn spawn_worker<S: EvidenceSource>(
     in_flight: InFlight,
     shutdown: CancellationToken,
 ) -> (EvidenceQueue, tokio::task::JoinHandle<()>) {
-    let (queue, mut rx) = EvidenceQueue::new(in_flight.clone());
-    let handle = tokio::spawn(async move {
-        let permits = Arc::new(Semaphore::new(CONCURRENT_JOBS));
-        let tasks = tokio_util::task::TaskTracker::new();
-        loop {
-            let job = tokio::select! {
-                j = rx.recv() => j,
-                _ = shutdown.cancelled() => None,
-            };
-            let Some(job) = job else { break };
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
-            let (source, inbox, clock, metrics) = (source.clone(), inbox.clone(), clock.clone(), metrics.clone());
-            let in_flight = in_flight.clone();
-            tasks.spawn(async move {
-                let _permit = permit;
-                let result = source.gather(&job, clock.now()).await;
-                let call = format!("{}.evidence", source.name());
-                match &result {
-                    Ok(e) => {
-                        metrics.api_call(&call, "ok");
-                        info!(incident = %job.incident, verdict = e.blast.as_ref().map(|b| b.verdict.to_string()), traces = e.traces.len(), "evidence gathered");
-                    }
-                    Err(err) => {
-                        metrics.api_call(&call, "failed");
-                        warn!(incident = %job.incident, error = err.as_str(), "evidence unavailable");
-                    }
+    jobs::spawn_worker(CONCURRENT_JOBS, inbox, in_flight, shutdown, move |job: EvidenceJob| {
+        let (source, clock, metrics) = (source.clone(), clock.clone(), metrics.clone());
+        async move {
+            let result = source.gather(&job, clock.now()).await;
+            let call = format!("{}.evidence", source.name());
+            match &result {
+                Ok(e) => {
+                    metrics.api_call(&call, "ok");
+                    info!(incident = %job.incident, verdict = e.blast.as_ref().map(|b| b.verdict.to_string()), traces = e.traces.len(), "evidence gathered");
                 }
-                let event = Event::Evidence { purpose: job.purpose, result: result.map(Box::new) };
-                let inbox_event =
-                    InboxEvent::Domain { event: Box::new(event), incident: Some(job.incident), origin: Origin::default() };
-                if let Err(e) = inbox.accept(inbox_event, None).await {
-                    warn!(error = %e, "cannot hand the evidence to the processor");
+                Err(err) => {
+                    metrics.api_call(&call, "failed");
+                    warn!(incident = %job.incident, error = err.as_str(), "evidence unavailable");
                 }
-                in_flight.finished();
-            });
+            }
+            (job.incident, Event::Evidence { purpose: job.purpose, result: result.map(Box::new) })
         }
-        tasks.close();
-        tasks.wait().await;
-    });
-    (queue, handle)
+    })
 }

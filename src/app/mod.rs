@@ -7,6 +7,8 @@
 //!   turns the domain's effects into the [`outbox`]'s calls.
 //! - [`store`]: the persistence port every backend implements (`crate::store`).
 //! - [`evidence`]: the evidence port and its worker (Datadog implements it in `crate::datadog`).
+//! - [`tickets`]: the tracker port and its worker (GitHub and Jira in `crate::trackers`); both
+//!   workers run on [`jobs`].
 //! - [`clock`] and [`metrics`]: time and counters, injected.
 //!
 //! Adapters (`slack`, `datadog`, `http`) depend on this module, never the reverse; `startup`
@@ -15,9 +17,11 @@
 pub mod clock;
 pub mod evidence;
 pub mod inbox;
+pub mod jobs;
 pub mod metrics;
 pub mod outbox;
 pub mod processor;
 pub mod render;
 pub mod request;
 pub mod store;
+pub mod tickets;

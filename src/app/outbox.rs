@@ -119,9 +119,27 @@ pub enum SlackOp {
     CreateChannel { key: MessageKey, name: String, invite: Vec<UserId>, purpose: String },
     /// conversations.invite into a channel created earlier.
     Invite { channel: ChannelRef, users: Vec<UserId> },
-    /// views.open: the modal asking for the root cause. If the trigger has expired, `user` gets
-    /// the command to type instead.
-    AskRootCause { trigger_id: String, incident: IncidentId, user: UserId, channel: Option<ChannelId> },
+    /// views.open: a form about the incident (the root cause, a follow-up). If the trigger has
+    /// expired, `user` gets the command to type instead.
+    #[serde(alias = "ask_root_cause")]
+    AskForm {
+        trigger_id: String,
+        incident: IncidentId,
+        user: UserId,
+        channel: Option<ChannelId>,
+        /// Entries stored before follow-ups existed asked for the root cause.
+        #[serde(default)]
+        form: Form,
+    },
+}
+
+/// What a form asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    #[default]
+    RootCause,
+    Followup,
 }
 
 impl SlackOp {
@@ -134,7 +152,7 @@ impl SlackOp {
             SlackOp::Respond { .. } => "response_url",
             SlackOp::CreateChannel { .. } => "conversations.create",
             SlackOp::Invite { .. } => "conversations.invite",
-            SlackOp::AskRootCause { .. } => "views.open",
+            SlackOp::AskForm { .. } => "views.open",
         }
     }
 }

@@ -23,6 +23,7 @@ use super::outbox::OutboxEntry;
 use super::render;
 use super::request::{self, Derived, Reader, Request, Resolution};
 use super::store::{Commit, LoggedAlert, Store, StoreError};
+use super::tickets::{TicketJob, TicketQueue};
 use crate::domain::alert::Alert;
 use crate::domain::decide::{Context, Decision, Effect, Event, Outcome, State, clear_weather, decide_in_weather};
 use crate::domain::ids::IncidentId;
@@ -89,6 +90,8 @@ pub struct Processor {
     workspace_url: Option<String>,
     /// Where evidence requests go; `None` when no evidence source is configured.
     evidence: Option<EvidenceQueue>,
+    /// Where ticket requests go; `None` when no tracker is configured.
+    tickets: Option<TicketQueue>,
     /// When dedupe keys are next cleared.
     next_dedupe_expiry: DateTime<Utc>,
 }
@@ -101,8 +104,9 @@ impl Processor {
         metrics: Arc<Metrics>,
         reader: Box<dyn Reader>,
     ) -> Result<Processor, StoreError> {
+        // Open incidents' deadlines, and resolved ones' still owed tickets.
         let deadlines =
-            store.open_incidents()?.into_iter().filter_map(|i| i.deadlines.next().map(|t| (i.id, t))).collect();
+            store.all_incidents()?.into_iter().filter_map(|i| i.next_deadline().map(|t| (i.id, t))).collect();
         let next_dedupe_expiry = clock.now();
         Ok(Processor {
             store,
@@ -114,6 +118,7 @@ impl Processor {
             storms: StormWatch::default(),
             workspace_url: None,
             evidence: None,
+            tickets: None,
             next_dedupe_expiry,
         })
     }
@@ -121,6 +126,12 @@ impl Processor {
     /// Sends evidence requests to this worker.
     pub fn with_evidence(mut self, queue: Option<EvidenceQueue>) -> Processor {
         self.evidence = queue;
+        self
+    }
+
+    /// Sends ticket requests to this worker.
+    pub fn with_tickets(mut self, queue: Option<TicketQueue>) -> Processor {
+        self.tickets = queue;
         self
     }
 
@@ -154,35 +165,37 @@ impl Processor {
             },
             other => self.reader.read(&other, now),
         };
-        let handled = match request::resolve(request, self.store.as_ref(), &self.policy, now)? {
-            Resolution::Event(derived) => self.apply(seq, *derived, now)?,
-            Resolution::Answer { origin, text, refused } => {
-                self.store.commit(Commit {
-                    consumed: Some(seq),
-                    outbox: answer(&origin, &text, now),
-                    ..Commit::default()
-                })?;
-                self.done(seq, if refused { HandledAs::Refused } else { HandledAs::Answered }, None, text)
-            }
-            Resolution::Calls(ops) => {
-                let outbox = ops.into_iter().map(|op| OutboxEntry { incident: None, op, created_at: now }).collect();
-                self.store.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
-                self.done(seq, HandledAs::Answered, None, String::new())
-            }
-            Resolution::Remember(message) => {
-                let incident = Some(message.incident);
-                self.store.commit(Commit {
-                    consumed: Some(seq),
-                    thread_message: Some(message),
-                    ..Commit::default()
-                })?;
-                self.done(seq, HandledAs::Remembered, incident, String::new())
-            }
-            Resolution::Ignore(reason) => {
-                self.store.commit(Commit { consumed: Some(seq), ..Commit::default() })?;
-                self.done(seq, HandledAs::Ignored, None, reason)
-            }
-        };
+        let handled =
+            match request::resolve(request, self.store.as_ref(), &self.policy, now, self.workspace_url.as_deref())? {
+                Resolution::Event(derived) => self.apply(seq, *derived, now)?,
+                Resolution::Answer { origin, text, refused } => {
+                    self.store.commit(Commit {
+                        consumed: Some(seq),
+                        outbox: answer(&origin, &text, now),
+                        ..Commit::default()
+                    })?;
+                    self.done(seq, if refused { HandledAs::Refused } else { HandledAs::Answered }, None, text)
+                }
+                Resolution::Calls(ops) => {
+                    let outbox =
+                        ops.into_iter().map(|op| OutboxEntry { incident: None, op, created_at: now }).collect();
+                    self.store.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
+                    self.done(seq, HandledAs::Answered, None, String::new())
+                }
+                Resolution::Remember(message) => {
+                    let incident = Some(message.incident);
+                    self.store.commit(Commit {
+                        consumed: Some(seq),
+                        thread_message: Some(message),
+                        ..Commit::default()
+                    })?;
+                    self.done(seq, HandledAs::Remembered, incident, String::new())
+                }
+                Resolution::Ignore(reason) => {
+                    self.store.commit(Commit { consumed: Some(seq), ..Commit::default() })?;
+                    self.done(seq, HandledAs::Ignored, None, reason)
+                }
+            };
         Ok(Some(handled))
     }
 
@@ -283,7 +296,7 @@ impl Processor {
                 };
                 let id = incident.id;
                 self.note_deadline(&incident);
-                let jobs = self.evidence_jobs(&incident, &effects, now);
+                let jobs = self.jobs(&incident, &effects, now);
                 self.store.commit(Commit {
                     consumed,
                     incident: Some(*incident),
@@ -304,33 +317,42 @@ impl Processor {
 
     /// Keeps the incident's next deadline for the timers.
     fn note_deadline(&mut self, incident: &Incident) {
-        match incident.deadlines.next().filter(|_| incident.is_open()) {
+        match incident.next_deadline() {
             Some(t) => self.deadlines.insert(incident.id, t),
             None => self.deadlines.remove(&incident.id),
         };
     }
 
-    fn evidence_jobs(&self, incident: &Incident, effects: &[Effect], now: DateTime<Utc>) -> Vec<EvidenceJob> {
-        if self.evidence.is_none() {
-            return Vec::new();
-        }
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::RequestEvidence(purpose) => {
-                    Some(EvidenceJob::for_incident(incident, *purpose, now, &self.policy.datadog))
+    /// The evidence and tickets the effects ask for, for the workers that are configured.
+    fn jobs(&self, incident: &Incident, effects: &[Effect], now: DateTime<Utc>) -> Jobs {
+        let mut jobs = Jobs::default();
+        for effect in effects {
+            match effect {
+                Effect::RequestEvidence(purpose) if self.evidence.is_some() => {
+                    jobs.evidence.push(EvidenceJob::for_incident(incident, *purpose, now, &self.policy.datadog));
                 }
-                _ => None,
-            })
-            .collect()
+                Effect::FileTicket(number) if self.tickets.is_some() => {
+                    let labels = &self.policy.followups.labels;
+                    jobs.tickets.extend(TicketJob::for_followup(
+                        incident,
+                        *number,
+                        labels,
+                        self.workspace_url.as_deref(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        jobs
     }
 
-    /// Hands jobs to the evidence worker, after the step that asked for them is committed.
-    fn send_jobs(&self, jobs: Vec<EvidenceJob>) {
+    /// Hands jobs to the workers, after the step that asked for them is committed.
+    fn send_jobs(&self, jobs: Jobs) {
         if let Some(queue) = &self.evidence {
-            for job in jobs {
-                queue.send(job);
-            }
+            jobs.evidence.into_iter().for_each(|j| queue.send(j));
+        }
+        if let Some(queue) = &self.tickets {
+            jobs.tickets.into_iter().for_each(|j| queue.send(j));
         }
     }
 
@@ -369,13 +391,13 @@ impl Processor {
                 Ok(Outcome::Changed { incident: updated, effects }) => {
                     let outbox = render::outbox_entries(&updated, false, &effects, &Origin::default(), now);
                     self.note_deadline(&updated);
-                    let jobs = self.evidence_jobs(&updated, &effects, now);
+                    let jobs = self.jobs(&updated, &effects, now);
                     self.store.commit(Commit { incident: Some(*updated), outbox, ..Commit::default() })?;
                     self.send_jobs(jobs);
                     changed += 1;
                 }
                 Ok(Outcome::Ignored { .. }) | Err(_) => {
-                    match incident.deadlines.next().filter(|t| *t > now && incident.is_open()) {
+                    match incident.next_deadline().filter(|t| *t > now) {
                         Some(t) => self.deadlines.insert(id, t),
                         None => self.deadlines.remove(&id),
                     };
@@ -389,6 +411,13 @@ impl Processor {
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         self.deadlines.values().min().copied()
     }
+}
+
+/// Work for the workers, sent once the step that asked for it is committed.
+#[derive(Default)]
+struct Jobs {
+    evidence: Vec<EvidenceJob>,
+    tickets: Vec<TicketJob>,
 }
 
 /// A private answer to whoever caused the event, as calls (none when no one can be told).

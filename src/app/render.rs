@@ -159,7 +159,7 @@ pub fn outbox_entries(
                 }));
             }
             // Not a Slack call: the processor hands it to the evidence worker.
-            Effect::RequestEvidence(_) => {}
+            Effect::RequestEvidence(_) | Effect::FileTicket(_) => {}
             Effect::PostPostmortem => out.push(entry(SlackOp::PostMessage {
                 channel: ChannelRef::Id(channel.clone()),
                 thread: Some(thread.clone()),

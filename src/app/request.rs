@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 
 use super::inbox::{InboxEvent, Origin};
-use super::outbox::{ChannelRef, SlackOp, ThreadRef};
+use super::outbox::{ChannelRef, Form, SlackOp, ThreadRef};
 use super::store::{Place, Store, StoreError, ThreadMessage};
 use crate::domain::alert::{Alert, SlackMessageRef};
 use crate::domain::command::{self, Intent};
@@ -142,6 +142,7 @@ pub fn resolve(
     store: &dyn Store,
     policy: &Policy,
     now: DateTime<Utc>,
+    workspace_url: Option<&str>,
 ) -> Result<Resolution, StoreError> {
     Ok(match request {
         Request::Domain(derived) => Resolution::Event(Box::new(derived)),
@@ -152,7 +153,9 @@ pub fn resolve(
         Request::AlertEdited { channel, ts, alert, before } => alert_edited(store, channel, &ts, alert, before)?,
         Request::AlertDeleted { channel, ts, title } => alert_deleted(store, channel, ts, title)?,
         Request::Message(message) => posted(store, message)?,
-        Request::Command { text, by, channel, via } => command(store, policy, now, &text, by, channel, via)?,
+        Request::Command { text, by, channel, via } => {
+            command(store, policy, now, workspace_url, &text, by, channel, via)?
+        }
         Request::Reaction { by, channel, ts, emoji } => reaction(store, policy, by, channel, &ts, &emoji)?,
         Request::Control { by, control, incident, message, origin, trigger_id } => {
             control_used(store, by, control, incident, message, origin, trigger_id)?
@@ -238,10 +241,12 @@ fn posted(store: &dyn Store, m: PostedMessage) -> Result<Resolution, StoreError>
 
 /// A command: read-only verbs are answered here, the rest become domain events for the incident
 /// named, implied (the thread or channel it was typed in), or the person's only one.
+#[allow(clippy::too_many_arguments)]
 fn command(
     store: &dyn Store,
     policy: &Policy,
     now: DateTime<Utc>,
+    workspace_url: Option<&str>,
     text: &str,
     by: UserId,
     channel: ChannelId,
@@ -300,6 +305,36 @@ fn command(
             let incidents =
                 if queries::list_needs_closed(scope) { store.all_incidents()? } else { store.open_incidents()? };
             return Ok(reply(queries::incident_list(&incidents, scope, &by)));
+        }
+        Intent::Stats(query) => {
+            if let Some(t) = &query.team
+                && policy.team(t).is_none()
+            {
+                return Ok(Resolution::refuse(
+                    &origin,
+                    messages::no_such_team_message(t, &queries::team_names(policy)),
+                ));
+            }
+            let all = store.all_incidents()?;
+            return Ok(reply(crate::domain::stats::stats(&all, &query, now, workspace_url).message()));
+        }
+        Intent::Followups => {
+            let all;
+            let one;
+            let (incidents, named): (Vec<&Incident>, _) = match named {
+                Some(id) => match store.get_incident(id)? {
+                    Some(i) => {
+                        one = i;
+                        (vec![&one], Some(id))
+                    }
+                    None => return Ok(Resolution::refuse(&origin, messages::no_such_incident_message(id))),
+                },
+                None => {
+                    all = store.all_incidents()?;
+                    (all.iter().collect(), None)
+                }
+            };
+            return Ok(reply(messages::followups_message(&incidents, named)));
         }
         Intent::Timeline => {
             return Ok(match target(store)? {
@@ -370,16 +405,21 @@ fn control_used(
         Control::Button(ButtonAction::Mitigated) => Action::Mitigated { note: None },
         Control::Button(ButtonAction::Resolve) => Action::Resolve { summary: None },
         Control::Button(ButtonAction::AcceptSeverity(severity)) => Action::AcceptSuggestedSeverity { severity },
-        Control::Button(ButtonAction::RootCauseFound) => {
-            // The form asks for the root cause; without an incident or a trigger, say what to type.
+        Control::Button(button @ (ButtonAction::RootCauseFound | ButtonAction::AddFollowup)) => {
+            // A form asks for the text; without an incident or a trigger, say what to type.
+            let (form, hint): (Form, fn(Option<IncidentId>) -> String) = match button {
+                ButtonAction::RootCauseFound => (Form::RootCause, messages::root_cause_command_hint),
+                _ => (Form::Followup, messages::followup_command_hint),
+            };
             return Ok(match (incident, trigger_id) {
-                (Some(id), Some(trigger_id)) => Resolution::Calls(vec![SlackOp::AskRootCause {
+                (Some(id), Some(trigger_id)) => Resolution::Calls(vec![SlackOp::AskForm {
                     trigger_id,
                     incident: id,
                     user: by,
                     channel: origin.channel.clone(),
+                    form,
                 }]),
-                (id, _) => Resolution::refuse(&origin, messages::root_cause_command_hint(id)),
+                (id, _) => Resolution::refuse(&origin, hint(id)),
             });
         }
     };
@@ -418,6 +458,15 @@ fn reaction(
         return Ok(match pin(store, &channel, ts, incident.as_ref())? {
             Some((incident, action)) => act(&incident, action),
             None => Resolution::Ignore("pin on a message outside any incident thread".into()),
+        });
+    }
+    if base == policy.followups.emoji {
+        // Any message of the thread becomes a follow-up, its text the work; one per message.
+        return Ok(match pin(store, &channel, ts, incident.as_ref())? {
+            Some((incident, Action::Pin { text, .. })) => {
+                act(&incident, Action::Followup { text, owner: None, message_ts: Some(ts.to_string()) })
+            }
+            _ => Resolution::Ignore(format!(":{emoji}: on a message outside any incident thread")),
         });
     }
     if let Some(incident) = incident {

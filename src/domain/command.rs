@@ -6,8 +6,10 @@
 use std::fmt;
 
 use super::decide::Action;
+use super::followup::parse_label;
 use super::ids::{IncidentId, Severity, UserId};
 use super::incident::Role;
+use super::stats::StatsQuery;
 
 /// Declares the verbs once: the enum, [`Verb::ALL`] (help's order) and each verb's name come from
 /// this one list, so a verb cannot exist without being parsed and listed in help.
@@ -45,9 +47,13 @@ verbs! {
     Resolve => "resolve",
     Reopen => "reopen",
     Note => "note",
+    /// Record work the incident leaves behind (or mark it done).
+    Followup => "followup",
+    Followups => "followups",
     Timeline => "timeline",
     List => "list",
     Oncall => "oncall",
+    Stats => "stats",
     Help => "help",
 }
 
@@ -61,6 +67,9 @@ impl Verb {
             Verb::RootCause => &["root-cause", "rca"],
             Verb::Oncall => &["on-call", "who"],
             Verb::Investigator => &["investigate"],
+            Verb::Followup => &["follow-up", "action-item"],
+            Verb::Followups => &["follow-ups", "action-items"],
+            Verb::Stats => &["insights"],
             _ => &[],
         }
     }
@@ -78,6 +87,9 @@ impl Verb {
             Verb::Resolve => "resolve [summary]",
             Verb::Reopen => "reopen",
             Verb::Note => "note <text>",
+            Verb::Followup => "followup <text> [@owner] | followup done F-<n>",
+            Verb::Followups => "followups [INC-n]",
+            Verb::Stats => "stats [team] [since 30d]",
             Verb::Timeline => "timeline",
             Verb::List => "list [open|all|mine]",
             Verb::Oncall => "oncall [team]",
@@ -98,6 +110,9 @@ impl Verb {
             Verb::Resolve => "resolve a mitigated incident and draft the postmortem",
             Verb::Reopen => "reopen a resolved incident",
             Verb::Note => "add a note to the timeline",
+            Verb::Followup => "record a follow-up (a ticket when a tracker is configured), or mark one done",
+            Verb::Followups => "list open follow-ups, of one incident or all",
+            Verb::Stats => "incidents by severity, time to acknowledge / mitigate / resolve / root cause, the slowest",
             Verb::Timeline => "show the incident's timeline",
             Verb::List => "list incidents (default: open)",
             Verb::Oncall => "who is on call now, for every team or one",
@@ -107,7 +122,7 @@ impl Verb {
 
     /// Whether the verb changes an incident (and so needs permission).
     pub fn changes_state(self) -> bool {
-        !matches!(self, Verb::Timeline | Verb::List | Verb::Oncall | Verb::Help)
+        !matches!(self, Verb::Timeline | Verb::List | Verb::Oncall | Verb::Help | Verb::Followups | Verb::Stats)
     }
 
     fn parse(word: &str) -> Option<Verb> {
@@ -165,12 +180,20 @@ pub enum Command {
     Reopen,
     /// Add a note to the timeline.
     Note(String),
+    /// Record a follow-up, with its owner if one is mentioned last.
+    Followup { text: String, owner: Option<UserId> },
+    /// Mark `F-<n>` done.
+    FollowupDone(u32),
+    /// List open follow-ups.
+    Followups,
     /// Show the timeline.
     Timeline,
     /// List incidents.
     List(ListScope),
     /// Who is on call.
     Oncall(Option<String>),
+    /// Insights over recent incidents.
+    Stats(StatsQuery),
     /// Show the command list.
     Help,
 }
@@ -189,6 +212,9 @@ impl Command {
             Command::Resolve(_) => Verb::Resolve,
             Command::Reopen => Verb::Reopen,
             Command::Note(_) => Verb::Note,
+            Command::Followup { .. } | Command::FollowupDone(_) => Verb::Followup,
+            Command::Followups => Verb::Followups,
+            Command::Stats(_) => Verb::Stats,
             Command::Timeline => Verb::Timeline,
             Command::List(_) => Verb::List,
             Command::Oncall(_) => Verb::Oncall,
@@ -204,6 +230,8 @@ pub enum Intent {
     Oncall(Option<String>),
     List(ListScope),
     Timeline,
+    Followups,
+    Stats(StatsQuery),
     Declare { title: String, severity: Option<Severity>, team: Option<String> },
     Act(Action),
 }
@@ -221,6 +249,10 @@ impl Command {
             Command::Oncall(team) => return Intent::Oncall(team),
             Command::List(scope) => return Intent::List(scope),
             Command::Timeline => return Intent::Timeline,
+            Command::Followups => return Intent::Followups,
+            Command::Stats(q) => return Intent::Stats(q),
+            Command::Followup { text, owner } => Action::Followup { text, owner, message_ts: None },
+            Command::FollowupDone(number) => Action::FollowupDone { number },
             Command::Declare { title, severity, team } => return Intent::Declare { title, severity, team },
             Command::Ack => Action::Acknowledge,
             Command::Sev { severity, reason } => Action::SetSeverity { severity, reason },
@@ -260,6 +292,10 @@ pub enum CommandError {
     BadUser { value: String },
     #[error("`{value}` is not a list: use `/incident list open`, `all` or `mine`.")]
     BadListScope { value: String },
+    #[error("{0}")]
+    BadStats(String),
+    #[error("`{value}` is not a follow-up: use `/incident followup done F-<n>` (`/incident followups` lists them).")]
+    BadFollowup { value: String },
 }
 
 /// Parses the text after `/incident` (or after the bot's mention).
@@ -290,6 +326,9 @@ pub fn parse(text: &str) -> Result<Parsed, CommandError> {
         Verb::Resolve => Command::Resolve(text_arg()),
         Verb::Reopen => Command::Reopen,
         Verb::Note => Command::Note(required(verb)?),
+        Verb::Followup => parse_followup(rest)?,
+        Verb::Followups => Command::Followups,
+        Verb::Stats => Command::Stats(StatsQuery::parse(rest).map_err(CommandError::BadStats)?),
         Verb::Timeline => Command::Timeline,
         Verb::List => Command::List(match rest.first().map(|w| w.to_ascii_lowercase()).as_deref() {
             None | Some("open") => ListScope::Open,
@@ -331,6 +370,29 @@ fn parse_target(rest: &[&str]) -> Result<Target, CommandError> {
 }
 
 /// `declare <title> [sev N] [team T]`: the options may appear anywhere; the rest is the title.
+/// `followup <text> [@owner]` or `followup done F-<n>`.
+fn parse_followup(rest: &[&str]) -> Result<Command, CommandError> {
+    let missing = || CommandError::MissingArgument { verb: Verb::Followup, usage: Verb::Followup.usage() };
+    if let [done, label] = rest
+        && done.eq_ignore_ascii_case("done")
+    {
+        return parse_label(label)
+            .map(Command::FollowupDone)
+            .ok_or(CommandError::BadFollowup { value: label.to_string() });
+    }
+    let (owner, words) = match rest.split_last() {
+        Some((last, words)) if last.starts_with("<@") => match UserId::from_mention(last) {
+            Some(owner) => (Some(owner), words),
+            None => return Err(CommandError::BadUser { value: last.to_string() }),
+        },
+        _ => (None, rest),
+    };
+    if words.is_empty() {
+        return Err(missing());
+    }
+    Ok(Command::Followup { text: words.join(" "), owner })
+}
+
 fn parse_declare(rest: &[&str]) -> Result<Command, CommandError> {
     let mut title = Vec::new();
     let mut severity = None;

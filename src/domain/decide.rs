@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, SlackMessageRef, Transition};
 use super::evidence::{Evidence, evidence_message, evidence_summary};
+use super::followup::{self, FiledTicket, Followup, Ticket};
 use super::ids::{ChannelId, IncidentId, Severity, UserId};
 use super::incident::{
     Actor, AlertTrack, Deadlines, EntryKind, EvidencePurpose, EvidenceState, HeldAlerts, Incident, MessagePart, Role,
@@ -50,6 +51,8 @@ pub enum Event {
     /// One of the incident's own messages was delivered: where its root, header or dedicated
     /// channel landed.
     Delivered { part: MessagePart, channel: ChannelId, ts: String },
+    /// The tracker answered for follow-up `F-<followup>`: its ticket, or why there is none yet.
+    TicketFiled { followup: u32, result: Result<FiledTicket, String> },
 }
 
 /// What a person can do to an incident, however they asked (command, button, reaction).
@@ -97,6 +100,17 @@ pub enum Action {
         text: String,
         author: Option<UserId>,
     },
+    /// Work the incident leaves behind; `message_ts` is the thread message it was made from (a
+    /// reaction), which makes at most one.
+    Followup {
+        text: String,
+        owner: Option<UserId>,
+        message_ts: Option<String>,
+    },
+    /// `F-<number>` is done.
+    FollowupDone {
+        number: u32,
+    },
 }
 
 impl Action {
@@ -117,6 +131,8 @@ impl Action {
             Action::Reopen => "reopen",
             Action::Note { .. } => "note",
             Action::Pin { .. } => "pin",
+            Action::Followup { .. } => "followup",
+            Action::FollowupDone { .. } => "followup_done",
         }
     }
 }
@@ -153,6 +169,9 @@ pub enum Effect {
     /// Post (`first`) or edit the one summary of an alert storm in `channel` (not an incident's
     /// message: it counts every incident's alerts).
     StormSummary { channel: ChannelId, storm: i64, text: String, first: bool },
+    /// Ask the tracker for follow-up `F-<n>`'s ticket (answered later with
+    /// [`Event::TicketFiled`]).
+    FileTicket(u32),
 }
 
 /// The result of a decision.
@@ -329,6 +348,12 @@ pub fn decide(state: State<'_>, event: &Event, ctx: Context<'_>) -> Result<Outco
         (State::New { .. }, Event::Delivered { .. }) => {
             Ok(Outcome::Ignored { reason: "delivery for an unknown incident".into() })
         }
+        (State::Existing(incident), Event::TicketFiled { followup, result }) => {
+            Ok(ticket_filed(incident, *followup, result, ctx))
+        }
+        (State::New { .. }, Event::TicketFiled { .. }) => {
+            Ok(Outcome::Ignored { reason: "a ticket for an unknown incident".into() })
+        }
     }
 }
 
@@ -398,6 +423,7 @@ fn initial_deadlines(severity: Severity, now: DateTime<Utc>, policy: &Policy) ->
         root_cause_reminder_at: None,
         evidence_refresh_at: Some(now + policy.datadog.refresh),
         storm_catch_up_at: None,
+        ticket_retry_at: None,
     }
 }
 
@@ -446,6 +472,7 @@ fn new_incident(
         postmortem_posted: false,
         confirmed_roles: Vec::new(),
         held: None,
+        followups: Vec::new(),
     };
     let note = messages::opened_note(incident.severity, &assessment.reason, shift.primary, shift.next);
     incident.record(ctx.now, Actor::Bot, EntryKind::Opened, note);
@@ -935,6 +962,24 @@ fn act(current: &Incident, by: &UserId, action: &Action, ctx: Context<'_>) -> Re
             let quoted = messages::pinned_note(by, author.as_ref(), text);
             incident.record(now, Actor::Person(by.clone()), EntryKind::Pinned, quoted);
         }
+        Action::Followup { text, owner, message_ts } => {
+            record_followup(&mut incident, by, text, owner.as_ref(), message_ts.as_deref(), ctx, &mut effects)?;
+        }
+        Action::FollowupDone { number } => {
+            let Some(f) = incident.followups.iter_mut().find(|f| f.number == *number) else {
+                return Err(TransitionError::NoSuchFollowup { id: incident.id, number: *number });
+            };
+            if f.done {
+                return Err(TransitionError::FollowupAlreadyDone { id: incident.id, number: *number });
+            }
+            f.done = true;
+            let note = messages::followup_done_note(f);
+            incident.record(now, Actor::Person(by.clone()), EntryKind::Followup, note.clone());
+            effects.push(Effect::Reply(messages::followup_done_message(by, &note)));
+            if incident.postmortem_posted {
+                effects.push(Effect::UpdatePostmortem);
+            }
+        }
     }
     effects.insert(0, Effect::SyncHeader);
     Ok(changed(incident, effects))
@@ -991,8 +1036,14 @@ fn tick(current: &Incident, ctx: Context<'_>) -> Outcome {
     let policy = ctx.policy;
     let mut incident = current.clone();
     let mut effects = Vec::new();
+    if incident.deadlines.ticket_retry_at.is_some_and(|t| t <= now) {
+        request_pending_tickets(&mut incident, now, &mut effects);
+    }
     if !incident.is_open() {
-        return Outcome::Ignored { reason: format!("{} is resolved", incident.id) };
+        if effects.is_empty() && incident == *current {
+            return Outcome::Ignored { reason: format!("{} is resolved", incident.id) };
+        }
+        return changed(incident, effects);
     }
     if incident.deadlines.escalate_at.is_some_and(|t| t <= now) {
         incident.deadlines.escalations += 1;
@@ -1103,6 +1154,121 @@ fn evidence(
                 incident.deadlines.evidence_refresh_at =
                     Some(incident.deadlines.evidence_refresh_at.map_or(retry, |t| t.min(retry)));
             }
+        }
+    }
+    changed(incident, effects)
+}
+
+/// Records a follow-up and, with a tracker configured, asks for its ticket. Follow-ups are
+/// recorded on resolved incidents too: that is when most are written.
+fn record_followup(
+    incident: &mut Incident,
+    by: &UserId,
+    text: &str,
+    owner: Option<&UserId>,
+    message_ts: Option<&str>,
+    ctx: Context<'_>,
+    effects: &mut Vec<Effect>,
+) -> Result<(), TransitionError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(TransitionError::MissingText {
+            id: incident.id,
+            what: "A follow-up",
+            verb: "followup",
+            example: "add an alert on pool saturation @owner",
+        });
+    }
+    if let Some(ts) = message_ts
+        && let Some(existing) = incident.followups.iter().find(|f| f.message_ts.as_deref() == Some(ts))
+    {
+        return Err(TransitionError::FollowupExists { id: incident.id, number: existing.number });
+    }
+    let number = incident.followups.iter().map(|f| f.number).max().unwrap_or(0) + 1;
+    let tracker = ctx.policy.followups.tracker.as_ref();
+    let followup = Followup {
+        number,
+        text: text.to_string(),
+        owner: owner.cloned(),
+        by: by.clone(),
+        at: ctx.now,
+        message_ts: message_ts.map(str::to_string),
+        ticket: match tracker {
+            Some(_) => Ticket::Pending { requests: 0, failures: 0, last_error: None },
+            None => Ticket::Untracked,
+        },
+        done: false,
+    };
+    incident.record(ctx.now, Actor::Person(by.clone()), EntryKind::Followup, messages::followup_note(&followup));
+    effects.push(Effect::Reply(messages::followup_recorded_message(&followup, tracker)));
+    incident.followups.push(followup);
+    if tracker.is_some() {
+        request_ticket(incident, number, ctx.now, effects);
+    }
+    if incident.postmortem_posted {
+        effects.push(Effect::UpdatePostmortem);
+    }
+    Ok(())
+}
+
+/// Asks the tracker for one follow-up's ticket, with a deadline to ask again if no answer comes.
+fn request_ticket(incident: &mut Incident, number: u32, now: DateTime<Utc>, effects: &mut Vec<Effect>) {
+    if let Some(Ticket::Pending { requests, .. }) =
+        incident.followups.iter_mut().find(|f| f.number == number).map(|f| &mut f.ticket)
+    {
+        *requests += 1;
+        effects.push(Effect::FileTicket(number));
+        let overdue = now + followup::TICKET_ANSWER_TIMEOUT;
+        incident.deadlines.ticket_retry_at =
+            Some(incident.deadlines.ticket_retry_at.map_or(overdue, |t| t.min(overdue)));
+    }
+}
+
+/// The retry deadline passed: ask again for every ticket still pending.
+fn request_pending_tickets(incident: &mut Incident, now: DateTime<Utc>, effects: &mut Vec<Effect>) {
+    incident.deadlines.ticket_retry_at = None;
+    let pending: Vec<u32> = incident.pending_tickets().map(|f| f.number).collect();
+    for number in pending {
+        request_ticket(incident, number, now, effects);
+    }
+}
+
+/// The tracker answered: link the ticket in the thread, the timeline and the postmortem, or keep
+/// the follow-up pending and say (once) that it will be filed later.
+fn ticket_filed(current: &Incident, number: u32, result: &Result<FiledTicket, String>, ctx: Context<'_>) -> Outcome {
+    let mut incident = current.clone();
+    let now = ctx.now;
+    let mut effects = Vec::new();
+    let Some(followup) = incident.followups.iter_mut().find(|f| f.number == number) else {
+        return Outcome::Ignored { reason: format!("{} has no follow-up F-{number}", current.id) };
+    };
+    let Ticket::Pending { failures, last_error, .. } = &mut followup.ticket else {
+        return Outcome::Ignored { reason: format!("F-{number} of {} needs no ticket now", current.id) };
+    };
+    match result {
+        Ok(ticket) => {
+            followup.ticket = Ticket::Filed(ticket.clone());
+            let followup = followup.clone();
+            incident.record(now, Actor::Bot, EntryKind::Ticket, messages::ticket_filed_note(&followup, ticket));
+            effects.push(Effect::Reply(messages::ticket_filed_message(&followup, ticket)));
+            if incident.postmortem_posted {
+                effects.push(Effect::UpdatePostmortem);
+            }
+            if incident.pending_tickets().next().is_none() {
+                incident.deadlines.ticket_retry_at = None;
+            }
+        }
+        Err(reason) => {
+            *failures += 1;
+            *last_error = Some(reason.clone());
+            let (failures, label) = (*failures, followup.label());
+            let retry = now + followup::retry_after(failures);
+            // Said in the thread on the first failure; later ones only on the timeline.
+            if failures == 1 {
+                effects.push(Effect::Reply(messages::ticket_delayed_message(&label, reason, retry)));
+            }
+            incident.record(now, Actor::Bot, EntryKind::Ticket, messages::ticket_failed_note(&label, reason, failures));
+            incident.deadlines.ticket_retry_at = Some(retry);
         }
     }
     changed(incident, effects)

@@ -246,6 +246,10 @@ pub enum EntryKind {
     AlertDeleted,
     /// What an alert storm held back, told once the storm is over.
     StormSummary,
+    /// A follow-up was recorded, or marked done.
+    Followup,
+    /// A follow-up's ticket was filed, or could not be yet.
+    Ticket,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -273,6 +277,10 @@ pub struct Deadlines {
     /// When to check whether the alert storm holding this incident's messages is over.
     #[serde(default)]
     pub storm_catch_up_at: Option<DateTime<Utc>>,
+    /// When to ask the tracker again for the tickets still pending (after a failure, or when an
+    /// answer is overdue). Runs on resolved incidents too: follow-ups outlive the incident.
+    #[serde(default)]
+    pub ticket_retry_at: Option<DateTime<Utc>>,
 }
 
 impl Deadlines {
@@ -283,6 +291,7 @@ impl Deadlines {
             self.root_cause_reminder_at,
             self.evidence_refresh_at,
             self.storm_catch_up_at,
+            self.ticket_retry_at,
         ]
         .into_iter()
         .flatten()
@@ -348,6 +357,9 @@ pub struct Incident {
     /// Set while an alert storm holds this incident's per-alert messages.
     #[serde(default)]
     pub held: Option<HeldAlerts>,
+    /// The work it leaves behind, in the order recorded (`F-1`, `F-2` ...).
+    #[serde(default)]
+    pub followups: Vec<super::followup::Followup>,
 }
 
 /// Why evidence was asked for.
@@ -407,6 +419,12 @@ pub enum TransitionError {
     SameSeverity { id: IncidentId, severity: Severity },
     #[error("{what} needs some text, e.g. `/incident {verb} {id} {example}`.")]
     MissingText { id: IncidentId, what: &'static str, verb: &'static str, example: &'static str },
+    #[error("{id} has no follow-up F-{number}. `/incident followups {id}` lists them.")]
+    NoSuchFollowup { id: IncidentId, number: u32 },
+    #[error("F-{number} of {id} is already done.")]
+    FollowupAlreadyDone { id: IncidentId, number: u32 },
+    #[error("That message is already follow-up F-{number} of {id}.")]
+    FollowupExists { id: IncidentId, number: u32 },
     #[error("{user} may not change {id}: only members of team {team}, its role holders and the configured responders can. Ask the commander, or get added to `slack.responders` in the policy.", user = .user.mention())]
     NotAllowed { id: IncidentId, user: UserId, team: String },
 }
@@ -414,6 +432,17 @@ pub enum TransitionError {
 impl Incident {
     pub fn is_open(&self) -> bool {
         !self.status.is_closed()
+    }
+
+    /// Follow-ups whose ticket the tracker has not made yet.
+    pub fn pending_tickets(&self) -> impl Iterator<Item = &super::followup::Followup> {
+        self.followups.iter().filter(|f| matches!(f.ticket, super::followup::Ticket::Pending { .. }))
+    }
+
+    /// The next deadline the timers should act on: every deadline while open; once resolved,
+    /// only the ticket retries (follow-ups outlive the incident).
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        if self.is_open() { self.deadlines.next() } else { self.deadlines.ticket_retry_at }
     }
 
     pub fn holder(&self, role: Role) -> Option<&UserId> {
@@ -640,6 +669,10 @@ impl Incident {
             to_acknowledge: since_open(self.acknowledged_at),
             to_mitigate: since_open(self.mitigated_at),
             to_resolve: since_open(self.resolved_at),
+            to_root_cause: match &self.root_cause {
+                RootCause::Found { at, .. } => Some(*at - self.opened_at),
+                RootCause::Unknown => None,
+            },
         }
     }
 }
@@ -650,6 +683,7 @@ pub struct IncidentDurations {
     pub to_acknowledge: Option<TimeDelta>,
     pub to_mitigate: Option<TimeDelta>,
     pub to_resolve: Option<TimeDelta>,
+    pub to_root_cause: Option<TimeDelta>,
 }
 
 fn non_empty(

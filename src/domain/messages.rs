@@ -6,8 +6,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::alert::Transition;
+use super::followup::{FiledTicket, Followup, Ticket};
 use super::ids::{IncidentId, Severity, UserId};
 use super::incident::{Incident, Role, RootCause, Status};
+use super::policy::TrackerTarget;
 use super::text::{defuse_broadcasts, escape_untrusted, safe_url};
 
 /// A message: `text` is the notification fallback, `blocks` the rich layout (may be empty).
@@ -82,6 +84,8 @@ pub enum ButtonAction {
     Mitigated,
     RootCauseFound,
     Resolve,
+    /// Record a follow-up (opens a form); offered on the resolved header.
+    AddFollowup,
     /// Accept a severity the rules suggested after a person had set it.
     AcceptSeverity(Severity),
 }
@@ -96,6 +100,7 @@ impl ButtonAction {
             ButtonAction::Mitigated => "mitigated".into(),
             ButtonAction::RootCauseFound => "root_cause_found".into(),
             ButtonAction::Resolve => "resolve".into(),
+            ButtonAction::AddFollowup => "add_followup".into(),
             ButtonAction::AcceptSeverity(s) => format!("accept_severity_{}", s.level()),
         }
     }
@@ -125,6 +130,7 @@ impl ButtonAction {
             "mitigated" => ButtonAction::Mitigated,
             "root_cause_found" => ButtonAction::RootCauseFound,
             "resolve" => ButtonAction::Resolve,
+            "add_followup" => ButtonAction::AddFollowup,
             other => {
                 let level = other.strip_prefix("accept_severity_")?.parse().ok()?;
                 ButtonAction::AcceptSeverity(Severity::from_level(level)?)
@@ -233,6 +239,11 @@ pub fn header_message(incident: &Incident) -> Message {
     if let Some(channel) = &incident.slack.incident_channel {
         fields.push(format!("*Channel*\n<#{channel}>"));
     }
+    if !incident.followups.is_empty() {
+        let open = incident.followups.iter().filter(|f| f.is_open()).count();
+        let filed = incident.followups.iter().filter(|f| matches!(f.ticket, Ticket::Filed(_))).count();
+        fields.push(format!("*Follow-ups*\n{} · {open} open · {filed} ticketed", incident.followups.len()));
+    }
     let title = format!("{id} · {} · {}", incident.severity, escape_untrusted(&incident.title));
     let mut blocks = vec![Block::Header(title.clone()), Block::Fields(fields)];
     if incident.is_open() {
@@ -259,6 +270,14 @@ pub fn header_message(incident: &Incident) -> Message {
         }
         controls.push(Control::SeveritySelect { current: incident.severity });
         blocks.push(Block::Actions(controls));
+    } else {
+        // Resolved: what is left is the work it leaves behind.
+        blocks.push(Block::Actions(vec![Control::Button {
+            action: ButtonAction::AddFollowup,
+            label: "Add follow-up".into(),
+            style: ButtonStyle::Primary,
+            confirm: None,
+        }]));
     }
     let d = incident.durations();
     let mut context = vec![format!("Opened {}", clock(incident.opened_at))];
@@ -575,6 +594,11 @@ pub fn root_cause_command_hint(incident: Option<IncidentId>) -> String {
     format!("Record the root cause with `/incident rootcause {id} <what caused it>`.")
 }
 
+pub fn followup_command_hint(incident: Option<IncidentId>) -> String {
+    let id = incident.map(|i| i.to_string()).unwrap_or_else(|| "INC-<n>".into());
+    format!("Record a follow-up with `/incident followup {id} <what to do> [@owner]`.")
+}
+
 /// The open reaction landed on a message that is not a known alert.
 pub fn not_an_alert_message() -> String {
     "That message is not an alert I know, so I cannot open an incident from it. Use `/incident declare <title>` instead."
@@ -790,6 +814,113 @@ pub fn reopened_note(by: &UserId) -> String {
 /// The notification text of the postmortem draft message.
 pub fn postmortem_title(id: IncidentId) -> String {
     format!("Postmortem draft for {id}")
+}
+
+/// A ticket as a Slack link: `<url|OPS-12>`, or its key alone when the URL is not safe.
+fn ticket_link(ticket: &FiledTicket) -> String {
+    match safe_url(&ticket.url) {
+        Some(url) => format!("<{url}|{}>", escape_untrusted(&ticket.key)),
+        None => escape_untrusted(&ticket.key),
+    }
+}
+
+fn owner_text(owner: Option<&UserId>) -> String {
+    owner.map(|o| format!(" (owner {})", o.mention())).unwrap_or_else(|| " (no owner yet)".into())
+}
+
+/// The timeline's line for a follow-up.
+pub fn followup_note(f: &Followup) -> String {
+    format!("Follow-up {} by {}: “{}”{}", f.label(), f.by.mention(), f.text.trim(), owner_text(f.owner.as_ref()))
+}
+
+/// Said in the thread when a follow-up is recorded.
+pub fn followup_recorded_message(f: &Followup, tracker: Option<&TrackerTarget>) -> String {
+    let ticket = match tracker {
+        Some(t) => format!(" Filing a ticket in {}…", escape_untrusted(&t.label())),
+        None => " No tracker is configured, so it stays on the timeline and in the postmortem.".into(),
+    };
+    format!(
+        ":clipboard: Follow-up *{}* recorded: {}{}.{ticket}",
+        f.label(),
+        defuse_broadcasts(f.text.trim()),
+        owner_text(f.owner.as_ref())
+    )
+}
+
+pub fn followup_done_note(f: &Followup) -> String {
+    format!("Follow-up {} done: “{}”", f.label(), f.text.trim())
+}
+
+pub fn followup_done_message(by: &UserId, note: &str) -> String {
+    format!(":white_check_mark: {} (marked by {}).", defuse_broadcasts(note), by.mention())
+}
+
+pub fn ticket_filed_note(f: &Followup, ticket: &FiledTicket) -> String {
+    format!("Ticket {} filed for follow-up {}: {}", ticket.key, f.label(), ticket.url)
+}
+
+pub fn ticket_filed_message(f: &Followup, ticket: &FiledTicket) -> String {
+    format!(
+        ":ticket: {} filed for follow-up *{}*: {}",
+        ticket_link(ticket),
+        f.label(),
+        defuse_broadcasts(f.text.trim())
+    )
+}
+
+/// The first failure to file a ticket: the follow-up is kept and filed later.
+pub fn ticket_delayed_message(label: &str, reason: &str, retry_at: DateTime<Utc>) -> String {
+    format!(
+        ":hourglass: The ticket for follow-up *{label}* could not be filed yet: {}. The follow-up is kept; I will try again at {} and keep trying until the tracker takes it.",
+        escape_untrusted(reason),
+        retry_at.format("%H:%M UTC")
+    )
+}
+
+pub fn ticket_failed_note(label: &str, reason: &str, failures: u32) -> String {
+    format!("Ticket for follow-up {label} not filed yet (attempt {failures}): {reason}")
+}
+
+/// One follow-up in a list: label, text, owner, ticket.
+pub fn followup_line(f: &Followup) -> String {
+    let ticket = match &f.ticket {
+        Ticket::Untracked => String::new(),
+        Ticket::Pending { last_error: Some(e), .. } => format!(" · ticket pending ({})", escape_untrusted(e)),
+        Ticket::Pending { .. } => " · ticket pending".into(),
+        Ticket::Filed(t) => format!(" · {}", ticket_link(t)),
+    };
+    let done = if f.done { " · done" } else { "" };
+    format!(
+        "• *{}* {}{}{ticket}{done}",
+        f.label(),
+        defuse_broadcasts(f.text.trim()),
+        f.owner.as_ref().map(|o| format!(" — {}", o.mention())).unwrap_or_default()
+    )
+}
+
+/// `/incident followups`: the open follow-ups of one incident, or of every incident.
+pub fn followups_message(incidents: &[&Incident], one: Option<IncidentId>) -> String {
+    let mut out = String::new();
+    for incident in incidents {
+        let open: Vec<&Followup> = incident.followups.iter().filter(|f| f.is_open()).collect();
+        if open.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("*{} · {}*\n", incident.id, escape_untrusted(&incident.title)));
+        for f in open {
+            out.push_str(&followup_line(f));
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        return match one {
+            Some(id) => format!("{id} has no open follow-ups. Add one with `/incident followup {id} <text> [@owner]`."),
+            None => {
+                "No open follow-ups. Add one in an incident thread with `/incident followup <text> [@owner]`.".into()
+            }
+        };
+    }
+    format!("*Open follow-ups*\n{}", out.trim_end())
 }
 
 #[cfg(test)]

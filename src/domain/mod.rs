@@ -7,6 +7,7 @@ pub mod alert;
 pub mod command;
 pub mod decide;
 pub mod evidence;
+pub mod followup;
 pub mod ids;
 pub mod incident;
 pub mod messages;
@@ -15,6 +16,7 @@ pub mod postmortem;
 pub mod queries;
 pub mod roster;
 pub mod severity;
+pub mod stats;
 pub mod storm;
 pub mod text;
 

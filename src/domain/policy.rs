@@ -21,6 +21,7 @@ pub struct Policy {
     pub emoji: EmojiMap,
     pub alerts: AlertPolicy,
     pub datadog: DatadogPolicy,
+    pub followups: FollowupPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +188,36 @@ pub struct DatadogPolicy {
     pub span_metric: Option<String>,
     /// The span-based metric's customer tag.
     pub span_metric_customer_tag: String,
+}
+
+/// Where follow-ups become tickets (`[followups]`), and how people ask for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowupPolicy {
+    /// `None`: follow-ups stay on the timeline and in the postmortem only.
+    pub tracker: Option<TrackerTarget>,
+    /// Labels every ticket gets.
+    pub labels: Vec<String>,
+    /// The reaction that turns a thread message into a follow-up.
+    pub emoji: String,
+}
+
+/// The tracker and the place in it that tickets are filed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackerTarget {
+    /// GitHub Issues in `owner/name`.
+    GitHub { repo: String },
+    /// Jira Cloud: a project key (`OPS`) and an issue type (`Task`).
+    Jira { project: String, issue_type: String },
+}
+
+impl TrackerTarget {
+    /// How a person reads where tickets go: `GitHub acme/ops`, `Jira OPS`.
+    pub fn label(&self) -> String {
+        match self {
+            TrackerTarget::GitHub { repo } => format!("GitHub {repo}"),
+            TrackerTarget::Jira { project, .. } => format!("Jira {project}"),
+        }
+    }
 }
 
 impl Policy {

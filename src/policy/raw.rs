@@ -16,6 +16,18 @@ pub struct RawPolicy {
     pub emoji: RawEmoji,
     pub alerts: RawAlerts,
     pub datadog: RawDatadog,
+    pub followups: RawFollowups,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawFollowups {
+    pub tracker: Option<String>,
+    pub github_repo: Option<String>,
+    pub labels: Vec<String>,
+    pub jira_project: Option<String>,
+    pub jira_issue_type: Option<String>,
+    pub emoji: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -84,6 +84,7 @@ pub(super) fn parse(text: &str) -> Result<Policy, ConfigErrors> {
         emoji: section(&table, "emoji", &mut p),
         alerts: section(&table, "alerts", &mut p),
         datadog: section(&table, "datadog", &mut p),
+        followups: section(&table, "followups", &mut p),
     };
     let policy = build(raw, &mut p);
     if p.0.is_empty() { Ok(policy.expect("a policy without problems is complete")) } else { Err(ConfigErrors(p.0)) }
@@ -128,6 +129,7 @@ fn check_keys(top: &Table, p: &mut Problems) {
         sub_table::<RawRate>(alerts, "storm", "alerts", p);
     }
     sub_table::<RawDatadog>(top, "datadog", "", p);
+    sub_table::<RawFollowups>(top, "followups", "", p);
 }
 
 /// Checks the keys of `parent.key` when it is a table, and returns it.
@@ -236,6 +238,7 @@ fn build(raw: RawPolicy, p: &mut Problems) -> Option<Policy> {
     let severity = build_severity(raw.severity, p);
     let timers = build_timers(raw.timers, p);
     let emoji = build_emoji(raw.emoji, p);
+    let followups = build_followups(raw.followups, &emoji, p);
     let alerts = build_alerts(raw.alerts, p);
     let datadog = build_datadog(raw.datadog, p);
     if p.0.len() > before {
@@ -250,6 +253,7 @@ fn build(raw: RawPolicy, p: &mut Problems) -> Option<Policy> {
         emoji,
         alerts: alerts?,
         datadog: datadog?,
+        followups: followups?,
     })
 }
 
@@ -544,20 +548,103 @@ fn build_timers(raw: RawTimers, p: &mut Problems) -> Option<Timers> {
     Some(Timers { ack_timeout: ack_timeout?, status_update: status_update?, root_cause_reminder: root_cause_reminder? })
 }
 
-fn build_emoji(raw: RawEmoji, p: &mut Problems) -> EmojiMap {
-    let mut name = |v: Option<String>, default: &str, key: &str| -> String {
-        let v = v.unwrap_or_else(|| default.to_string());
-        let trimmed = v.trim().trim_matches(':').to_string();
-        let valid = !trimmed.is_empty()
-            && trimmed.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-+'".contains(c));
-        if !valid {
-            p.add(
-                format!("emoji.{key}"),
-                format!("`{v}` is not a Slack emoji name (lower-case letters, digits, _ - +, e.g. \"eyes\")"),
-            );
+/// An emoji name as Slack spells it (`eyes`, without colons), or a problem at `path`.
+fn emoji_name(v: Option<String>, default: &str, path: &str, p: &mut Problems) -> String {
+    let v = v.unwrap_or_else(|| default.to_string());
+    let trimmed = v.trim().trim_matches(':').to_string();
+    let valid = !trimmed.is_empty()
+        && trimmed.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-+'".contains(c));
+    if !valid {
+        p.add(path, format!("`{v}` is not a Slack emoji name (lower-case letters, digits, _ - +, e.g. \"eyes\")"));
+    }
+    trimmed
+}
+
+const TRACKERS: &str = "\"github\" or \"jira\"";
+
+fn build_followups(raw: RawFollowups, emoji: &EmojiMap, p: &mut Problems) -> Option<FollowupPolicy> {
+    let before = p.0.len();
+    let reaction = emoji_name(raw.emoji, "ticket", "followups.emoji", p);
+    let taken = [
+        ("commander", &emoji.commander),
+        ("investigator", &emoji.investigator),
+        ("acknowledge", &emoji.acknowledge),
+        ("open", &emoji.open),
+        ("pin", &emoji.pin),
+    ];
+    if let Some((other, _)) = taken.iter().find(|(_, v)| **v == reaction) {
+        p.add("followups.emoji", format!("`{reaction}` is already the {other} reaction; give follow-ups their own"));
+    }
+    let non_empty = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let tracker = match non_empty(raw.tracker).map(|t| t.to_ascii_lowercase()).as_deref() {
+        None => {
+            for (key, set) in [
+                ("github_repo", raw.github_repo.is_some()),
+                ("jira_project", raw.jira_project.is_some()),
+                ("jira_issue_type", raw.jira_issue_type.is_some()),
+            ] {
+                if set {
+                    p.add(format!("followups.{key}"), format!("set without `tracker`: add tracker = {TRACKERS}"));
+                }
+            }
+            None
         }
-        trimmed
+        Some("github") => match non_empty(raw.github_repo) {
+            Some(repo) if is_github_repo(&repo) => Some(TrackerTarget::GitHub { repo }),
+            Some(repo) => {
+                p.add("followups.github_repo", format!("`{repo}` is not a repository: write \"owner/name\""));
+                None
+            }
+            None => {
+                p.add("followups.github_repo", "tracker = \"github\" needs the repository, e.g. \"acme/ops\"");
+                None
+            }
+        },
+        Some("jira") => {
+            let issue_type = non_empty(raw.jira_issue_type).unwrap_or_else(|| "Task".to_string());
+            match non_empty(raw.jira_project) {
+                Some(project)
+                    if project.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && project.starts_with(|c: char| c.is_ascii_alphabetic()) =>
+                {
+                    Some(TrackerTarget::Jira { project: project.to_ascii_uppercase(), issue_type })
+                }
+                Some(project) => {
+                    p.add("followups.jira_project", format!("`{project}` is not a Jira project key (e.g. \"OPS\")"));
+                    None
+                }
+                None => {
+                    p.add("followups.jira_project", "tracker = \"jira\" needs the project key, e.g. \"OPS\"");
+                    None
+                }
+            }
+        }
+        Some(other) => {
+            p.add("followups.tracker", format!("`{other}` is not a tracker: use {TRACKERS}"));
+            None
+        }
     };
+    let mut labels = Vec::new();
+    for (i, label) in raw.labels.into_iter().enumerate() {
+        let label = label.trim().to_string();
+        if label.is_empty() || label.len() > 50 {
+            p.add(format!("followups.labels[{i}]"), "a label has 1 to 50 characters");
+        } else if matches!(tracker, Some(TrackerTarget::Jira { .. })) && label.contains(char::is_whitespace) {
+            p.add(format!("followups.labels[{i}]"), format!("Jira labels cannot contain spaces: `{label}`"));
+        } else {
+            labels.push(label);
+        }
+    }
+    (p.0.len() == before).then_some(FollowupPolicy { tracker, labels, emoji: reaction })
+}
+
+fn is_github_repo(repo: &str) -> bool {
+    let part = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    matches!(repo.split_once('/'), Some((owner, name)) if part(owner) && part(name))
+}
+
+fn build_emoji(raw: RawEmoji, p: &mut Problems) -> EmojiMap {
+    let mut name = |v: Option<String>, default: &str, key: &str| emoji_name(v, default, &format!("emoji.{key}"), p);
     let map = EmojiMap {
         commander: name(raw.commander, "cop", "commander"),
         investigator: name(raw.investigator, "mag", "investigator"),

@@ -97,6 +97,8 @@ pub struct Driver {
     pub sandbox: SlackSandbox,
     /// The sandbox Datadog, when evidence is on.
     pub datadog: Option<super::datadog::DatadogSandbox>,
+    /// The sandbox GitHub and Jira (the policy's `[followups]` decides whether the bot uses one).
+    pub trackers: super::trackers::TrackerSandbox,
     dd: Option<(String, u32)>,
     pub app: RunningApp,
     pub mode: Mode,
@@ -144,6 +146,7 @@ fn populate(sandbox: &SlackSandbox, policy: &Policy, names: &[(String, String)])
 #[allow(clippy::too_many_arguments)]
 async fn start_bot(
     sandbox: &SlackSandbox,
+    trackers: &super::trackers::TrackerSandbox,
     datadog: Option<(&super::datadog::DatadogSandbox, &str, u32)>,
     mode: Mode,
     policy: Policy,
@@ -177,6 +180,7 @@ async fn start_bot(
             app_key: SecretString::from(super::datadog::APP_KEY),
             budget_per_hour: budget,
         }),
+        trackers: trackers.env(),
     };
     let opened_before = sandbox.connections_opened();
     let app = RunningApp::start(settings, store).await?;
@@ -228,8 +232,11 @@ impl Driver {
             None => None,
         };
         let dd = datadog.as_ref().map(|_| (options.dd_site.clone(), options.dd_budget));
+        let trackers =
+            super::trackers::TrackerSandbox::start().await.context("the sandbox GitHub and Jira do not start")?;
         let app = start_bot(
             &sandbox,
+            &trackers,
             datadog.as_ref().zip(dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget)),
             options.mode,
             policy,
@@ -243,6 +250,7 @@ impl Driver {
         Ok(Driver {
             sandbox,
             datadog,
+            trackers,
             dd,
             app,
             mode: options.mode,
@@ -265,6 +273,7 @@ impl Driver {
             self.datadog.as_ref().zip(self.dd.as_ref()).map(|(d, (site, budget))| (d, site.as_str(), *budget));
         self.app = start_bot(
             &self.sandbox,
+            &self.trackers,
             dd_args,
             self.mode,
             parsed,

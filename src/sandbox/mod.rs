@@ -6,6 +6,7 @@ pub mod datadog;
 pub mod driver;
 pub mod harness;
 pub mod slack;
+pub mod trackers;
 
 /// A Datadog webhook body in the default payload's shape: every value a string, the body in
 /// `%%%` fences with the monitor link (`datadog/webhooks/real-captures/` in the reference

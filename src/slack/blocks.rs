@@ -49,6 +49,37 @@ pub fn root_cause_modal(incident: &str) -> Value {
     })
 }
 
+/// callback_id of the follow-up modal; its private_metadata is the incident id.
+pub const FOLLOWUP_VIEW: &str = "followup";
+/// block_id / action_id of the follow-up text, and of the owner picker.
+pub const FOLLOWUP_INPUT: &str = "followup_text";
+pub const FOLLOWUP_OWNER: &str = "followup_owner";
+
+/// The modal asking for a follow-up: what to do, and optionally who owns it.
+pub fn followup_modal(incident: &str) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": FOLLOWUP_VIEW,
+        "private_metadata": incident,
+        "title": {"type": "plain_text", "text": clip(&format!("Follow-up {incident}"), 24)},
+        "submit": {"type": "plain_text", "text": "Record"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [{
+            "type": "input",
+            "block_id": FOLLOWUP_INPUT,
+            "label": {"type": "plain_text", "text": "What should be done?"},
+            "element": {"type": "plain_text_input", "action_id": FOLLOWUP_INPUT, "multiline": true,
+                        "placeholder": {"type": "plain_text", "text": "e.g. alert on connection pool saturation"}},
+        }, {
+            "type": "input",
+            "block_id": FOLLOWUP_OWNER,
+            "optional": true,
+            "label": {"type": "plain_text", "text": "Owner"},
+            "element": {"type": "users_select", "action_id": FOLLOWUP_OWNER},
+        }],
+    })
+}
+
 /// Escapes `<` and `>` that are not Slack markup (`<@U…>`, `<#C…>`, `<!…>`, `<http…>`), so
 /// usage placeholders such as `<text>` show as typed instead of being eaten as links.
 pub fn escape_placeholders(text: &str) -> String {

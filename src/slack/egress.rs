@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 use super::client::{CallError, SlackApi};
 use crate::app::inbox::{AcceptError, Inbox};
 use crate::app::metrics::Metrics;
-use crate::app::outbox::{ChannelRef, Delivery, MessageKey, OutboxEntry, OutboxSeq, SlackOp, ThreadRef};
+use crate::app::outbox::{ChannelRef, Delivery, Form, MessageKey, OutboxEntry, OutboxSeq, SlackOp, ThreadRef};
 use crate::app::store::{Store, StoreError};
 use crate::domain::ids::{ChannelId, IncidentId};
 use crate::domain::incident::MessagePart;
@@ -568,13 +568,19 @@ impl Egress {
                 let channel = self.resolve_channel(channel)?;
                 self.api.invite(&channel, users).await.map(|_| None)
             }
-            SlackOp::AskRootCause { trigger_id, incident, user, channel } => {
-                let modal = super::blocks::root_cause_modal(&incident.to_string());
+            SlackOp::AskForm { trigger_id, incident, user, channel, form } => {
+                let modal = match form {
+                    Form::RootCause => super::blocks::root_cause_modal(&incident.to_string()),
+                    Form::Followup => super::blocks::followup_modal(&incident.to_string()),
+                };
                 match self.api.open_modal(trigger_id, modal).await {
                     Err(CallError::Refused(code)) if code.contains("trigger") => {
                         // The click is too old for a modal (Slack allows 3 s): say what to type.
                         let Some(channel) = channel else { return Ok(None) };
-                        let text = messages::root_cause_command_hint(Some(*incident));
+                        let text = match form {
+                            Form::RootCause => messages::root_cause_command_hint(Some(*incident)),
+                            Form::Followup => messages::followup_command_hint(Some(*incident)),
+                        };
                         self.api.post_ephemeral(channel, user, None, &text).await.map(|_| None)
                     }
                     other => other.map(|_| None),
@@ -599,7 +605,7 @@ pub fn lane_of(op: &SlackOp) -> String {
         SlackOp::Respond { url, .. } => format!("respond:{url}"),
         SlackOp::CreateChannel { key, .. } => format!("created:{key}"),
         SlackOp::Invite { channel, .. } => channel_lane(channel),
-        SlackOp::AskRootCause { user, .. } => format!("modal:{user}"),
+        SlackOp::AskForm { user, .. } => format!("modal:{user}"),
     }
 }
 

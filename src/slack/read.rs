@@ -8,7 +8,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::blocks::{ROOT_CAUSE_INPUT, ROOT_CAUSE_VIEW, SEVERITY_SELECT};
+use super::blocks::{
+    FOLLOWUP_INPUT, FOLLOWUP_OWNER, FOLLOWUP_VIEW, ROOT_CAUSE_INPUT, ROOT_CAUSE_VIEW, SEVERITY_SELECT,
+};
 use super::client::BotIdentity;
 use crate::app::inbox::{InboxEvent, Origin, SlashCommand};
 use crate::app::request::{Control, PostedMessage, Reader, Request, Via};
@@ -251,9 +253,10 @@ fn block_action(payload: &Value) -> Request {
     Request::Control { by, control, incident, message, origin, trigger_id }
 }
 
-/// The root-cause modal was submitted.
+/// One of the bot's modals was submitted (root cause, follow-up).
 fn view_submission(payload: &Value) -> Request {
-    if payload.pointer("/view/callback_id").and_then(Value::as_str) != Some(ROOT_CAUSE_VIEW) {
+    let form = payload.pointer("/view/callback_id").and_then(Value::as_str);
+    if form != Some(ROOT_CAUSE_VIEW) && form != Some(FOLLOWUP_VIEW) {
         return Request::Ignore("a view this bot did not open".into());
     }
     let Some(by) = user_at(payload, "/user/id") else {
@@ -261,10 +264,22 @@ fn view_submission(payload: &Value) -> Request {
     };
     let incident =
         payload.pointer("/view/private_metadata").and_then(Value::as_str).and_then(|m| m.parse::<IncidentId>().ok());
-    let text = payload
-        .pointer(&format!("/view/state/values/{ROOT_CAUSE_INPUT}/{ROOT_CAUSE_INPUT}/value"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let state = |block: &str, field: &str| {
+        payload.pointer(&format!("/view/state/values/{block}/{block}/{field}")).and_then(Value::as_str)
+    };
+    if form == Some(FOLLOWUP_VIEW) {
+        let text = state(FOLLOWUP_INPUT, "value").unwrap_or_default().to_string();
+        let owner = state(FOLLOWUP_OWNER, "selected_user").and_then(|u| UserId::parse(u).ok());
+        let origin = Origin { user: Some(by.clone()), ..Origin::default() };
+        return Request::Domain(crate::app::request::Derived {
+            event: crate::domain::decide::Event::Act {
+                by,
+                action: crate::domain::decide::Action::Followup { text, owner, message_ts: None },
+            },
+            incident,
+            origin,
+        });
+    }
+    let text = state(ROOT_CAUSE_INPUT, "value").unwrap_or_default().to_string();
     Request::RootCauseSubmitted { by, incident, text }
 }

@@ -334,9 +334,22 @@ impl SlackSandbox {
         let Some((_, _, view)) = self.world().views.iter().find(|(id, _, _)| id == view_id).cloned() else {
             return DeliveryResult::Refused(404, "no such view".into());
         };
+        // Slack's view.state.values: one entry per input block, keyed by block_id then action_id,
+        // shaped by the element: plain_text_input carries `value`, users_select `selected_user`
+        // (null when an optional picker was left empty).
         let mut state = serde_json::Map::new();
-        for (block, text) in values {
-            state.insert(block.to_string(), json!({ *block: {"type": "plain_text_input", "value": text} }));
+        for block in view["blocks"].as_array().into_iter().flatten().filter(|b| b["type"] == "input") {
+            let (Some(block_id), Some(action_id)) =
+                (block["block_id"].as_str(), block["element"]["action_id"].as_str())
+            else {
+                continue;
+            };
+            let given = values.iter().find(|(b, _)| *b == block_id).map(|(_, v)| *v);
+            let element = match block["element"]["type"].as_str() {
+                Some("users_select") => json!({"type": "users_select", "selected_user": given}),
+                _ => json!({"type": "plain_text_input", "value": given}),
+            };
+            state.insert(block_id.to_string(), json!({ action_id: element }));
         }
         let mut v = view.clone();
         v["id"] = json!(view_id);
