@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::followup::Ticket;
 use super::incident::{Actor, EntryKind, Incident, RootCause, SeveritySetBy};
 use super::messages::human_duration;
 
@@ -112,6 +113,23 @@ pub fn postmortem_markdown(incident: &Incident) -> String {
     }
     let _ = writeln!(md);
 
+    let _ = writeln!(md, "## Follow-ups");
+    let _ = writeln!(md);
+    if incident.followups.is_empty() {
+        let _ = writeln!(md, "- _None recorded yet: `/incident followup {id} <what to do> [@owner]`._");
+    }
+    for f in &incident.followups {
+        let owner = f.owner.as_ref().map(|o| o.mention()).unwrap_or_else(|| "_no owner_".into());
+        let ticket = match &f.ticket {
+            Ticket::Untracked => "no tracker".to_string(),
+            Ticket::Pending { .. } => "ticket pending".to_string(),
+            Ticket::Filed(t) => format!("[{}]({})", t.key, t.url),
+        };
+        let done = if f.done { " · done" } else { "" };
+        let _ = writeln!(md, "- [{}] **{}** {} — owner {owner} · {ticket}{done}", if f.done { "x" } else { " " }, f.label(), super::text::escape_untrusted(f.text.trim()));
+    }
+    let _ = writeln!(md);
+
     let _ = writeln!(md, "## Timeline");
     let _ = writeln!(md);
     for e in &incident.timeline {
@@ -138,7 +156,11 @@ pub fn postmortem_markdown(incident: &Incident) -> String {
         questions.push("The alert flapped: is its threshold right?".to_string());
     }
     questions.push("What would have caught this earlier?".to_string());
-    questions.push("Which follow-ups prevent a repeat, and who owns them?".to_string());
+    if incident.followups.is_empty() {
+        questions.push("Which follow-ups prevent a repeat, and who owns them?".to_string());
+    } else if incident.followups.iter().any(|f| f.owner.is_none()) {
+        questions.push("Who owns the follow-ups that have no owner yet?".to_string());
+    }
     for q in questions {
         let _ = writeln!(md, "- {q}");
     }

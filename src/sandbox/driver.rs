@@ -456,10 +456,20 @@ impl Driver {
 
     /// Submits the root-cause modal the bot opened most recently.
     pub async fn submit_root_cause(&mut self, user: &str, text: &str) -> anyhow::Result<()> {
-        let (view_id, _, _) =
-            self.sandbox.views().pop().ok_or_else(|| anyhow::anyhow!("the bot opened no root-cause form"))?;
-        let input = crate::slack::blocks::ROOT_CAUSE_INPUT;
-        let result = self.sandbox.submit_view(user, &view_id, &[(input, text)]).await;
+        self.submit_form(user, &[(crate::slack::blocks::ROOT_CAUSE_INPUT, text)]).await
+    }
+
+    /// Submits the follow-up modal the bot opened most recently, with an owner picked or not.
+    pub async fn submit_followup(&mut self, user: &str, text: &str, owner: Option<&str>) -> anyhow::Result<()> {
+        let mut values = vec![(crate::slack::blocks::FOLLOWUP_INPUT, text)];
+        values.extend(owner.map(|o| (crate::slack::blocks::FOLLOWUP_OWNER, o)));
+        self.submit_form(user, &values).await
+    }
+
+    /// Fills in the modal the bot opened most recently (block id, value) and submits it.
+    async fn submit_form(&mut self, user: &str, values: &[(&str, &str)]) -> anyhow::Result<()> {
+        let (view_id, _, _) = self.sandbox.views().pop().ok_or_else(|| anyhow::anyhow!("the bot opened no form"))?;
+        let result = self.sandbox.submit_view(user, &view_id, values).await;
         Self::acked(result, "the modal submission")?;
         self.idle().await
     }

@@ -112,6 +112,10 @@ impl Harness {
         must(self.driver.submit_root_cause(user, text).await)
     }
 
+    pub async fn submit_followup(&mut self, user: &str, text: &str, owner: Option<&str>) {
+        must(self.driver.submit_followup(user, text, owner).await)
+    }
+
     /// The first bot message in `channel` not looked at yet whose text (or blocks) contains
     /// `needle`; it counts as looked at.
     pub fn expect_reply(&mut self, channel: &str, needle: &str) -> StoredMessage {
