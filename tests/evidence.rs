@@ -351,6 +351,10 @@ async fn three_requests_per_open_and_per_refresh_and_128_bit_links() {
     // A refresh asks the same three things once more (the policy refreshes every 6 hours).
     t.advance(TimeDelta::hours(6)).await;
     assert_eq!(paths(&t).len(), 6, "{:?}", paths(&t));
+    // /metrics counts them and tells what is left of the hour's spans budget.
+    let metrics = reqwest::get(format!("http://{}/metrics", t.app.addr)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("incident_commander_datadog_requests_total 6"), "{metrics}");
+    assert!(metrics.contains("incident_commander_datadog_spans_budget_remaining 294"), "{metrics}");
     t.ack_all();
     t.finish();
 }

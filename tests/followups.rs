@@ -216,4 +216,19 @@ async fn stats_answer_with_medians_slowest_and_what_is_owed() {
     assert!(refused[0].starts_with("There is no team `nosuchteam`."), "{refused:?}");
     let refused = t.slash(SRE, ALERTS, "stats since soon").await;
     assert_eq!(refused, ["`soon` is not a window: use e.g. `30d`, `2w`, `12h`"]);
+
+    // The same numbers in /metrics, Prometheus-style.
+    let metrics = reqwest::get(format!("http://{}/metrics", t.app.addr)).await.unwrap().text().await.unwrap();
+    for line in [
+        "incident_commander_time_to_acknowledge_seconds_sum{severity=\"SEV2\",team=\"backend\"} 120.0",
+        "incident_commander_time_to_acknowledge_seconds_count{severity=\"SEV2\",team=\"backend\"} 1",
+        "incident_commander_time_to_mitigate_seconds_bucket{le=\"600.0\",severity=\"SEV2\",team=\"backend\"} 1",
+        "incident_commander_time_to_resolve_seconds_sum{severity=\"SEV2\",team=\"backend\"} 1800.0",
+        "incident_commander_incidents_total{severity=\"SEV2\"} 1",
+        "incident_commander_incidents_total{severity=\"SEV3\"} 1",
+        "incident_commander_alerts_total{source=\"datadog_slack\"} 1",
+        "incident_commander_api_calls_total{method=\"chat.postMessage\",result=\"ok\"}",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
 }

@@ -68,6 +68,11 @@ pub trait EvidenceSource: Send + Sync + 'static {
     /// A name for logs and metrics (`datadog`).
     fn name(&self) -> &'static str;
     fn gather(&self, job: &EvidenceJob, now: DateTime<Utc>) -> impl Future<Output = Result<Evidence, String>> + Send;
+    /// Requests sent so far and requests left in the budget, for the metrics (`None`: not
+    /// counted).
+    fn usage(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// The processor's handle on the evidence worker. A job lost in a crash is asked again at the
@@ -84,10 +89,17 @@ pub fn spawn_worker<S: EvidenceSource>(
     in_flight: InFlight,
     shutdown: CancellationToken,
 ) -> (EvidenceQueue, tokio::task::JoinHandle<()>) {
+    let reported = Arc::new(std::sync::atomic::AtomicU64::new(0));
     jobs::spawn_worker(CONCURRENT_JOBS, inbox, in_flight, shutdown, move |job: EvidenceJob| {
-        let (source, clock, metrics) = (source.clone(), clock.clone(), metrics.clone());
+        let (source, clock, metrics, reported) = (source.clone(), clock.clone(), metrics.clone(), reported.clone());
         async move {
             let result = source.gather(&job, clock.now()).await;
+            if let Some((sent, left)) = source.usage() {
+                // Several jobs run at once: each adds what no other has reported yet.
+                let before = reported.fetch_max(sent, std::sync::atomic::Ordering::SeqCst);
+                metrics.datadog_requests.inc_by(sent.saturating_sub(before));
+                metrics.datadog_budget_remaining.set(left as i64);
+            }
             let call = format!("{}.evidence", source.name());
             match &result {
                 Ok(e) => {

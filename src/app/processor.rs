@@ -18,7 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::clock::Clock;
 use super::evidence::{EvidenceJob, EvidenceQueue};
 use super::inbox::{GroupCommit, InboxEvent, InboxSeq, Origin};
-use super::metrics::Metrics;
+use super::metrics::{IncidentChange, Metrics};
 use super::outbox::OutboxEntry;
 use super::render;
 use super::request::{self, Derived, Reader, Request, Resolution};
@@ -280,7 +280,11 @@ impl Processor {
                     ignored: Some(reason.clone()),
                 });
                 outbox.extend(render::channel_entries(&channel_effects, now));
+                let source = alert.as_ref().map(|a| a.alert.source.slug());
                 self.store.commit(Commit { consumed, alert, outbox, ..Commit::default() })?;
+                if let Some(source) = source {
+                    self.metrics.alert_received(source);
+                }
                 self.done(seq, HandledAs::Ignored, existing.map(|i| i.id), reason)
             }
             Ok(Outcome::Changed { incident, effects }) => {
@@ -295,6 +299,7 @@ impl Processor {
                     _ => None,
                 };
                 let id = incident.id;
+                let change = IncidentChange::between(existing.as_ref(), &incident);
                 self.note_deadline(&incident);
                 let jobs = self.jobs(&incident, &effects, now);
                 self.store.commit(Commit {
@@ -308,6 +313,10 @@ impl Processor {
                 self.send_jobs(jobs);
                 if is_new {
                     self.metrics.incidents_opened.inc();
+                }
+                self.metrics.incident_changed(change);
+                if let Some(a) = alert_of(&event) {
+                    self.metrics.alert_received(a.source.slug());
                 }
                 self.done(seq, HandledAs::Changed, Some(id), if is_new { "opened".into() } else { String::new() })
             }

@@ -444,6 +444,10 @@ impl EvidenceSource for DatadogEvidence {
         "datadog"
     }
 
+    fn usage(&self) -> Option<(u64, u64)> {
+        Some((self.client.requests_sent(), self.client.budget_left()))
+    }
+
     async fn gather(&self, job: &EvidenceJob, now: DateTime<Utc>) -> Result<Evidence, String> {
         gather(&self.client, &self.policy, job, now).await.map_err(|e| e.to_string())
     }

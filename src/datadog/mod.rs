@@ -121,6 +121,10 @@ pub struct DatadogClient {
     cache: Mutex<HashMap<String, (Instant, Value)>>,
     /// Requests actually sent (not answered from the cache), for tests and metrics.
     sent: std::sync::atomic::AtomicU64,
+    /// The spans budget per hour, and when spans requests went out in the last hour, so the
+    /// metrics can tell what is left (the limiter itself does not say).
+    per_hour: u32,
+    spans_sent: Mutex<std::collections::VecDeque<Instant>>,
 }
 
 impl DatadogClient {
@@ -141,6 +145,8 @@ impl DatadogClient {
             budget: RateLimiter::direct(quota),
             cache: Mutex::new(HashMap::new()),
             sent: std::sync::atomic::AtomicU64::new(0),
+            per_hour: SPANS_REQUESTS_PER_HOUR,
+            spans_sent: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -148,7 +154,17 @@ impl DatadogClient {
     /// other tools).
     pub fn with_budget(mut self, per_hour: u32) -> DatadogClient {
         self.budget = RateLimiter::direct(Quota::per_hour(NonZeroU32::new(per_hour.max(1)).expect("positive")));
+        self.per_hour = per_hour.max(1);
         self
+    }
+
+    /// Spans requests left in the last hour's budget.
+    pub fn budget_left(&self) -> u64 {
+        let mut sent = self.spans_sent.lock().expect("budget lock");
+        while sent.front().is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(3600)) {
+            sent.pop_front();
+        }
+        u64::from(self.per_hour).saturating_sub(sent.len() as u64)
     }
 
     pub fn site(&self) -> &Site {
@@ -184,6 +200,9 @@ impl DatadogClient {
             return Err(DatadogError::BudgetSpent { retry_in });
         }
         self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if spans {
+            self.spans_sent.lock().expect("budget lock").push_back(Instant::now());
+        }
         let url = url::Url::parse_with_params(&format!("{}{path}", self.site.api_base), query)
             .map_err(|e| DatadogError::BadRequest(format!("bad API URL {}: {e}", self.site.api_base)))?;
         let mut req = self

@@ -27,6 +27,18 @@ pub enum AlertSource {
 }
 
 impl AlertSource {
+    /// A stable name for metrics and exports: `datadog_slack`, `alertmanager` ...
+    pub fn slug(self) -> &'static str {
+        match self {
+            AlertSource::DatadogSlack => "datadog_slack",
+            AlertSource::SlackBot => "slack_bot",
+            AlertSource::DatadogWebhook => "datadog_webhook",
+            AlertSource::Alertmanager => "alertmanager",
+            AlertSource::Grafana => "grafana",
+            AlertSource::Manual => "manual",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             AlertSource::DatadogSlack => "Datadog (Slack)",

@@ -323,7 +323,8 @@ impl Egress {
                 }
                 Outcome::Abandoned(reason) => {
                     if !superseded {
-                        self.metrics.api_call(entry.op.method(), "abandoned");
+                        // Counted as an error; the log says it was given up.
+                        self.metrics.api_call(entry.op.method(), "error");
                         error!(seq, method = entry.op.method(), reason = reason.as_str(), "Slack call abandoned");
                     }
                     None
@@ -401,7 +402,7 @@ impl Egress {
                 Ok(remember) => return Outcome::Delivered(remember),
                 Err(CallError::RateLimited { retry_after }) => {
                     let pause = retry_after.unwrap_or(self.limits.retry_after_default);
-                    self.metrics.api_call(entry.op.method(), "rate_limited");
+                    self.metrics.api_call(entry.op.method(), "429");
                     warn!(
                         method = entry.op.method(),
                         key = pause_key.as_str(),
@@ -433,7 +434,7 @@ impl Egress {
                     // A timeout or a 5xx may come after Slack posted the message.
                     uncertain = keyed;
                     attempt += 1;
-                    self.metrics.api_call(entry.op.method(), "retry");
+                    self.metrics.api_call(entry.op.method(), "error");
                     let delay = backoff(attempt, self.limits.backoff_base, self.limits.backoff_max);
                     warn!(method = entry.op.method(), attempt, ?delay, error = %e, "Slack call failed; retrying");
                     delay
