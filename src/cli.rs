@@ -65,10 +65,15 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         at: Option<DateTime<Utc>>,
     },
-    /// Print an incident's postmortem draft (Markdown) or its whole record (JSON).
+    /// Print an incident's postmortem draft (Markdown) or its whole record (JSON); with `--all`,
+    /// every incident (`--format csv` gives one row each, for spreadsheets).
     Export {
         /// The incident, e.g. INC-3.
-        incident: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        incident: Option<String>,
+        /// Every incident, oldest first.
+        #[arg(long)]
+        all: bool,
         #[arg(long, value_enum, default_value = "md")]
         format: ExportFormat,
         /// The bot's data directory (the bot must not be running on it).
@@ -108,6 +113,8 @@ pub enum ExportFormat {
     Md,
     /// The incident record, its durations and the postmortem, as JSON.
     Json,
+    /// One row per incident: times, durations in seconds, roles, root cause, follow-ups.
+    Csv,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +150,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file, at } => check_config(&file, at.unwrap_or_else(Utc::now)),
-        Command::Export { incident, format, data_dir } => export(&incident, format, &data_dir),
+        Command::Export { incident, all: _, format, data_dir } => export(incident.as_deref(), format, &data_dir),
         #[cfg(feature = "sandbox")]
         Command::Demo { scenario, config, out, keep } => {
             if std::env::var_os("RUST_LOG").is_some() {
@@ -285,9 +292,9 @@ fn simulate(payload: &Path, config: &Path, data_dir: Option<&Path>, at: DateTime
     }
 }
 
-fn export(incident: &str, format: ExportFormat, data_dir: &Path) -> ExitCode {
+fn export(incident: Option<&str>, format: ExportFormat, data_dir: &Path) -> ExitCode {
     use crate::app::store::Store;
-    let id = match incident.parse::<crate::domain::ids::IncidentId>() {
+    let id = match incident.map(str::parse::<crate::domain::ids::IncidentId>).transpose() {
         Ok(id) => id,
         Err(e) => {
             eprintln!("{e}");
@@ -305,34 +312,53 @@ fn export(incident: &str, format: ExportFormat, data_dir: &Path) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let incident = match store.get_incident(id) {
-        Ok(Some(i)) => i,
-        Ok(None) => {
-            eprintln!("{id} does not exist in {}", data_dir.display());
-            return ExitCode::from(EXIT_INVALID);
-        }
-        Err(e) => {
-            eprintln!("cannot read {id}: {e}");
-            return ExitCode::FAILURE;
-        }
+    let incidents = match id {
+        Some(id) => match store.get_incident(id) {
+            Ok(Some(i)) => vec![i],
+            Ok(None) => {
+                eprintln!("{id} does not exist in {}", data_dir.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+            Err(e) => {
+                eprintln!("cannot read {id}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => match store.all_incidents() {
+            Ok(all) => all,
+            Err(e) => {
+                eprintln!("cannot read the incidents: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
-    let markdown = crate::domain::postmortem::postmortem_markdown(&incident);
-    match format {
-        ExportFormat::Md => print!("{markdown}"),
-        ExportFormat::Json => {
-            let d = incident.durations();
-            let secs = |t: Option<chrono::TimeDelta>| t.map(|t| t.num_seconds());
-            let out = serde_json::json!({
-                "incident": incident,
-                "durations_seconds": {
-                    "to_acknowledge": secs(d.to_acknowledge),
-                    "to_mitigate": secs(d.to_mitigate),
-                    "to_resolve": secs(d.to_resolve),
-                },
-                "postmortem_markdown": markdown,
-            });
-            println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
+    let record = |incident: &crate::domain::Incident| {
+        let d = incident.durations();
+        let secs = |t: Option<chrono::TimeDelta>| t.map(|t| t.num_seconds());
+        serde_json::json!({
+            "incident": incident,
+            "durations_seconds": {
+                "to_acknowledge": secs(d.to_acknowledge),
+                "to_mitigate": secs(d.to_mitigate),
+                "to_resolve": secs(d.to_resolve),
+                "to_root_cause": secs(d.to_root_cause),
+            },
+            "postmortem_markdown": crate::domain::postmortem::postmortem_markdown(incident),
+        })
+    };
+    match (format, id) {
+        (ExportFormat::Md, _) => {
+            let drafts: Vec<String> = incidents.iter().map(crate::domain::postmortem::postmortem_markdown).collect();
+            print!("{}", drafts.join("\n---\n\n"));
         }
+        (ExportFormat::Json, Some(_)) => {
+            println!("{}", serde_json::to_string_pretty(&record(&incidents[0])).expect("JSON values serialize"));
+        }
+        (ExportFormat::Json, None) => {
+            let all: Vec<serde_json::Value> = incidents.iter().map(record).collect();
+            println!("{}", serde_json::to_string_pretty(&all).expect("JSON values serialize"));
+        }
+        (ExportFormat::Csv, _) => print!("{}", crate::domain::stats::incidents_csv(&incidents)),
     }
     ExitCode::SUCCESS
 }

@@ -255,3 +255,44 @@ fn simulate_shows_a_storm() {
     let first = reports[0]["messages"].as_array().unwrap();
     assert!(first.iter().any(|m| m == "post the incident's root message in C0ALERTS1"), "{first:?}");
 }
+
+#[test]
+fn check_config_names_bad_follow_up_settings_and_missing_tracker_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[slack]\nalert_channels = [\"C0ALERTS1\"]\n[[team]]\nname = \"a\"\nmembers = [\"U0AAA\"]\nchannel = \"C0ALERTS1\"\n";
+    let run = |name: &str, followups: &str, env: &[(&str, &str)]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{base}[followups]\n{followups}\n")).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(["check-config", path.to_str().unwrap()]);
+        for key in ["GITHUB_TOKEN", "GITHUB_API_URL", "JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN"] {
+            cmd.env_remove(key);
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    // Keys the policy gets wrong.
+    let (code, _, stderr) = run("bad.toml", "tracker = \"linear\"\nemoji = \"eyes\"\nlabels = [\"\"]", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("followups.tracker: `linear` is not a tracker: use \"github\" or \"jira\""), "{stderr}");
+    assert!(stderr.contains("followups.emoji: `eyes` is already the acknowledge reaction"), "{stderr}");
+    assert!(stderr.contains("followups.labels[0]: a label has 1 to 50 characters"), "{stderr}");
+    let (code, _, stderr) = run("repo.toml", "tracker = \"github\"\ngithub_repo = \"just-a-name\"", &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("followups.github_repo: `just-a-name` is not a repository: write \"owner/name\""),
+        "{stderr}"
+    );
+    // The credentials the tracker needs, from the environment.
+    let (code, _, stderr) =
+        run("jira.toml", "tracker = \"jira\"\njira_project = \"OPS\"", &[("JIRA_BASE_URL", "not a url")]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("followups.tracker: JIRA_BASE_URL: `not a url` is not a URL"), "{stderr}");
+    assert!(stderr.contains("followups.tracker: JIRA_EMAIL: not set"), "{stderr}");
+    assert!(stderr.contains("followups.tracker: JIRA_API_TOKEN: not set"), "{stderr}");
+    let (code, stdout, stderr) =
+        run("ok.toml", "tracker = \"github\"\ngithub_repo = \"acme/ops\"", &[("GITHUB_TOKEN", "ghp_x")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("follow-ups: tickets in GitHub acme/ops (reaction :ticket:)"), "{stdout}");
+}

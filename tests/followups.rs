@@ -146,9 +146,10 @@ async fn a_lost_answer_is_found_on_retry_and_a_tracker_outage_delays_without_los
 
 #[tokio::test]
 async fn jira_tickets_carry_an_atlassian_document_and_are_found_on_retry() {
-    let mut t =
-        start(&with_followups("tracker = \"jira\"\njira_project = \"OPS\"\nlabels = [\"postmortem\"]\nemoji = \"memo\""))
-            .await;
+    let mut t = start(&with_followups(
+        "tracker = \"jira\"\njira_project = \"OPS\"\nlabels = [\"postmortem\"]\nemoji = \"memo\"",
+    ))
+    .await;
     let alert_ts = t.post_datadog_alert(ALERTS, &alert()).await;
     t.expect_reply(ALERTS, "INC-1 · SEV2");
     t.trackers.inject(&[Fault::LoseAnswer]);
@@ -180,7 +181,10 @@ async fn without_a_tracker_follow_ups_stay_on_the_timeline() {
     assert_eq!(tickets(&t, 1), [Ticket::Untracked]);
     assert!(t.trackers.requests().is_empty());
     let refused = t.slash(ALICE, ALERTS, "followup INC-1").await;
-    assert_eq!(refused, ["`followup` needs more: `/incident followup &lt;text&gt; [@owner] | followup done F-&lt;n&gt;`."]);
+    assert_eq!(
+        refused,
+        ["`followup` needs more: `/incident followup &lt;text&gt; [@owner] | followup done F-&lt;n&gt;`."]
+    );
 }
 
 #[tokio::test]
@@ -206,7 +210,11 @@ async fn stats_answer_with_medians_slowest_and_what_is_owed() {
     assert!(s.contains("*Incident stats · all teams · last 30d*"), "{s}");
     assert!(s.contains("2 incidents · SEV2: 1 · SEV3: 1"), "{s}");
     assert!(s.contains("SEV2  1          2m 00s / 2m 00s (1)  10m 00s / 10m 00s (1)  30m 00s / 30m 00s (1)  —"), "{s}");
-    assert!(s.contains("INC-2> SEV3 · frontend · checkout button broken — open for 1h 00m") || s.contains("INC-2 SEV3 · frontend · checkout button broken — open for 1h 00m"), "{s}");
+    assert!(
+        s.contains("INC-2> SEV3 · frontend · checkout button broken — open for 1h 00m")
+            || s.contains("INC-2 SEV3 · frontend · checkout button broken — open for 1h 00m"),
+        "{s}"
+    );
     assert!(s.contains("*Without a root cause:* INC-1"), "{s}");
     assert!(s.contains("*With open follow-ups:* INC-2 (1)"), "{s}");
 
@@ -231,4 +239,26 @@ async fn stats_answer_with_medians_slowest_and_what_is_owed() {
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
+
+    // Every incident as CSV, from the stopped bot's data.
+    t.ack_all();
+    let (dir, _guard) = t.stop().await;
+    let bin = env!("CARGO_BIN_EXE_incident-commander");
+    let out = std::process::Command::new(bin)
+        .args(["export", "--all", "--format", "csv", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = csv.split("\r\n").filter(|r| !r.is_empty()).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert!(rows[0].starts_with("id,title,team,severity,status,source,alerts,opened_at"), "{csv}");
+    assert!(rows[1].starts_with("INC-1,API p99 latency high,backend,SEV2,Resolved,datadog_slack,1,"), "{csv}");
+    assert!(rows[1].contains(",120,600,1800,,"), "seconds to acknowledge, mitigate, resolve, root cause: {csv}");
+    assert!(rows[2].starts_with("INC-2,checkout button broken,frontend,SEV3,"), "{csv}");
+    assert!(rows[2].ends_with(",1,1,"), "one open follow-up, no ticket: {csv}");
+    let out =
+        std::process::Command::new(bin).args(["export", "--format", "csv", "--data-dir"]).arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "an incident or --all is required");
 }

@@ -130,3 +130,14 @@ fn groups_by_severity_and_team_and_lists_what_is_owed() {
     assert_eq!(backend.total, 2);
     assert!(backend.slowest.iter().all(|s| s.link.is_none()));
 }
+
+#[test]
+fn csv_quotes_and_defuses_alert_text() {
+    let mut i = declared(7);
+    i.title = "=HYPERLINK(\"http://evil\"), \"quoted\"\nline".into();
+    let csv = incidents_csv(&[i]);
+    // Rows end in CRLF; the bare line break inside the quoted title stays in its field.
+    let row = csv.split("\r\n").nth(1).unwrap();
+    assert!(row.starts_with("INC-7,\"'=HYPERLINK(\"\"http://evil\"\"), \"\"quoted\"\"\nline\",backend,"), "{csv}");
+    assert_eq!(csv.lines().next().unwrap(), CSV_COLUMNS.join(","));
+}

@@ -165,7 +165,11 @@ impl Metrics {
             "Time from opening to resolution, by severity and team",
             m.time_to_resolve.clone(),
         );
-        registry.register("datadog_requests", "Datadog API requests sent (cache hits not counted)", m.datadog_requests.clone());
+        registry.register(
+            "datadog_requests",
+            "Datadog API requests sent (cache hits not counted)",
+            m.datadog_requests.clone(),
+        );
         registry.register(
             "datadog_spans_budget_remaining",
             "Spans API requests left in the current hour's budget",

@@ -126,7 +126,13 @@ pub fn postmortem_markdown(incident: &Incident) -> String {
             Ticket::Filed(t) => format!("[{}]({})", t.key, t.url),
         };
         let done = if f.done { " · done" } else { "" };
-        let _ = writeln!(md, "- [{}] **{}** {} — owner {owner} · {ticket}{done}", if f.done { "x" } else { " " }, f.label(), super::text::escape_untrusted(f.text.trim()));
+        let _ = writeln!(
+            md,
+            "- [{}] **{}** {} — owner {owner} · {ticket}{done}",
+            if f.done { "x" } else { " " },
+            f.label(),
+            super::text::escape_untrusted(f.text.trim())
+        );
     }
     let _ = writeln!(md);
 

@@ -320,3 +320,87 @@ impl Stats {
         out.trim_end().to_string()
     }
 }
+
+/// The columns of [`incidents_csv`].
+pub const CSV_COLUMNS: [&str; 21] = [
+    "id",
+    "title",
+    "team",
+    "severity",
+    "status",
+    "source",
+    "alerts",
+    "opened_at",
+    "acknowledged_at",
+    "mitigated_at",
+    "resolved_at",
+    "seconds_to_acknowledge",
+    "seconds_to_mitigate",
+    "seconds_to_resolve",
+    "seconds_to_root_cause",
+    "commander",
+    "investigator",
+    "root_cause",
+    "followups",
+    "open_followups",
+    "tickets",
+];
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break, quotes doubled.
+/// Fields starting with `=`, `+`, `-` or `@` get a leading `'` so a spreadsheet shows alert text
+/// instead of running it as a formula.
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_string() };
+    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
+/// One row per incident, oldest first, with a header row.
+pub fn incidents_csv(incidents: &[Incident]) -> String {
+    let mut sorted: Vec<&Incident> = incidents.iter().collect();
+    sorted.sort_by_key(|i| i.id);
+    let mut out = CSV_COLUMNS.join(",");
+    out.push_str("\r\n");
+    let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let secs = |d: Option<TimeDelta>| d.map(|d| d.num_seconds().to_string()).unwrap_or_default();
+    for i in sorted {
+        let d = i.durations();
+        let tickets: Vec<&str> = i
+            .followups
+            .iter()
+            .filter_map(|f| match &f.ticket {
+                super::followup::Ticket::Filed(t) => Some(t.url.as_str()),
+                _ => None,
+            })
+            .collect();
+        let row = [
+            i.id.to_string(),
+            i.title.clone(),
+            i.team.clone(),
+            i.severity.to_string(),
+            i.status.to_string(),
+            i.alerts.as_ref().map(|a| a.source.slug()).unwrap_or("manual").to_string(),
+            i.alerts.as_ref().map(|a| a.count).unwrap_or(0).to_string(),
+            i.opened_at.to_rfc3339(),
+            time(i.acknowledged_at),
+            time(i.mitigated_at),
+            time(i.resolved_at),
+            secs(d.to_acknowledge),
+            secs(d.to_mitigate),
+            secs(d.to_resolve),
+            secs(d.to_root_cause),
+            i.commander.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+            i.investigator.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+            match &i.root_cause {
+                super::incident::RootCause::Found { text, .. } => text.clone(),
+                super::incident::RootCause::Unknown => String::new(),
+            },
+            i.followups.len().to_string(),
+            i.followups.iter().filter(|f| f.is_open()).count().to_string(),
+            tickets.join(" "),
+        ];
+        let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
