@@ -57,12 +57,23 @@ async fn the_builtin_demo_shows_the_whole_mission() {
     has("Commander: @erin");
     has("@erin acknowledged");
     has("━━━ #inc-2-higherrorrate");
+    // A follow-up filed as a GitHub issue, linked from the thread and the postmortem.
+    has(
+        "Follow-up *F-1* recorded: Alert on orders-db connection pool saturation above 80% (owner @carol). Filing a ticket in GitHub acme/ops",
+    );
+    has("filed for follow-up *F-1*");
+    has("acme/ops#1");
     // Headers are shown in their final state.
     has("Status: :white_check_mark: Resolved");
     assert!(demo.elapsed.as_secs() < 15, "the demo took {:?}", demo.elapsed);
 
     let postmortem = &demo.postmortems.iter().find(|(id, _)| id.to_string() == "INC-1").expect("INC-1's postmortem").1;
     assert!(postmortem.contains("Deploy 4512 halved"));
+    assert!(postmortem.contains("[acme/ops#1](https://github.com/acme/ops/issues/1)"), "{postmortem}");
+    // The lead's stats, privately.
+    assert!(demo.log.contains("(only dana sees) *Incident stats · all teams · last 30d*"), "{}", demo.log);
+    assert!(demo.log.contains("2 incidents"), "{}", demo.log);
+    assert_eq!(demo.driver.trackers.issues().len(), 1);
     let services: Vec<&str> = demo.calls.iter().filter_map(|c| c["service"].as_str()).collect();
     assert!(services.contains(&"slack") && services.contains(&"datadog"), "every Slack and Datadog call is recorded");
 

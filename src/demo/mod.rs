@@ -403,6 +403,8 @@ pub async fn run(scenario: &Scenario, policy_text: &str) -> anyhow::Result<DemoR
         }));
     }
     calls.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    // The sandbox trackers keep requests in order, without times.
+    calls.extend(h.trackers.requests().into_iter().map(|r| json!({"service": "tracker", "request": r})));
     Ok(DemoRun { transcript, log, postmortems, calls, elapsed: started.elapsed(), driver: h })
 }
 
