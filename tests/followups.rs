@@ -62,6 +62,14 @@ async fn github_tickets_from_the_command_the_reaction_and_the_resolved_header() 
     assert!(body.contains("Owner: Slack user U0BOB0001"), "{body}");
     assert!(body.contains("/archives/C0ALERTS1/p"), "the ticket links back to the thread: {body}");
     assert!(matches!(&tickets(&t, 1)[0], Ticket::Filed(f) if f.key == "acme/ops#1"));
+    // The incident links the ticket: its header names it.
+    let header = incident(&t, 1).slack.header_ts.unwrap();
+    let shown = t.sandbox.message(ALERTS, &header).unwrap();
+    assert!(
+        shown.blocks.to_string().contains("F-1 <https://github.com/acme/ops/issues/1|acme/ops#1>"),
+        "{}",
+        shown.blocks
+    );
 
     // The reaction on a message in the thread: its text is the work; a second reaction on the
     // same message makes no second follow-up.

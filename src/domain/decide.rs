@@ -1250,6 +1250,7 @@ fn ticket_filed(current: &Incident, number: u32, result: &Result<FiledTicket, St
             followup.ticket = Ticket::Filed(ticket.clone());
             let followup = followup.clone();
             incident.record(now, Actor::Bot, EntryKind::Ticket, messages::ticket_filed_note(&followup, ticket));
+            effects.push(Effect::SyncHeader);
             effects.push(Effect::Reply(messages::ticket_filed_message(&followup, ticket)));
             if incident.postmortem_posted {
                 effects.push(Effect::UpdatePostmortem);

@@ -195,6 +195,9 @@ fn who(user: Option<&UserId>, missing: &str) -> String {
 }
 
 /// The incident header: the thread's first reply, edited in place on every change.
+/// Follow-ups named on the header; the rest are counted.
+const HEADER_FOLLOWUPS: usize = 5;
+
 pub fn header_message(incident: &Incident) -> Message {
     let id = incident.id;
     let status = match incident.status {
@@ -240,9 +243,23 @@ pub fn header_message(incident: &Incident) -> Message {
         fields.push(format!("*Channel*\n<#{channel}>"));
     }
     if !incident.followups.is_empty() {
-        let open = incident.followups.iter().filter(|f| f.is_open()).count();
-        let filed = incident.followups.iter().filter(|f| matches!(f.ticket, Ticket::Filed(_))).count();
-        fields.push(format!("*Follow-ups*\n{} · {open} open · {filed} ticketed", incident.followups.len()));
+        // Each follow-up with its ticket (the first few; `/incident followups` lists them all).
+        let shown: Vec<String> = incident
+            .followups
+            .iter()
+            .take(HEADER_FOLLOWUPS)
+            .map(|f| {
+                let ticket = match &f.ticket {
+                    Ticket::Filed(t) => format!(" {}", ticket_link(t)),
+                    Ticket::Pending { .. } => " (ticket pending)".into(),
+                    Ticket::Untracked => String::new(),
+                };
+                format!("{}{ticket}{}", f.label(), if f.done { " ✓" } else { "" })
+            })
+            .collect();
+        let more = incident.followups.len().saturating_sub(HEADER_FOLLOWUPS);
+        let more = if more > 0 { format!(" · {more} more") } else { String::new() };
+        fields.push(format!("*Follow-ups*\n{}{more}", shown.join(" · ")));
     }
     let title = format!("{id} · {} · {}", incident.severity, escape_untrusted(&incident.title));
     let mut blocks = vec![Block::Header(title.clone()), Block::Fields(fields)];
