@@ -30,23 +30,36 @@ pub const ROOT_CAUSE_VIEW: &str = "root_cause";
 /// block_id / action_id of the modal's text input.
 pub const ROOT_CAUSE_INPUT: &str = "root_cause_text";
 
-/// The modal asking the investigator for the root cause.
-pub fn root_cause_modal(incident: &str) -> Value {
+/// A form about an incident: `callback_id` tells the submission apart, `private_metadata` carries
+/// the incident id.
+fn form(callback_id: &str, incident: &str, title: &str, blocks: Vec<Value>) -> Value {
     json!({
         "type": "modal",
-        "callback_id": ROOT_CAUSE_VIEW,
+        "callback_id": callback_id,
         "private_metadata": incident,
-        "title": {"type": "plain_text", "text": clip(&format!("Root cause {incident}"), 24)},
+        "title": {"type": "plain_text", "text": clip(&format!("{title} {incident}"), 24)},
         "submit": {"type": "plain_text", "text": "Record"},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [{
-            "type": "input",
-            "block_id": ROOT_CAUSE_INPUT,
-            "label": {"type": "plain_text", "text": "What caused it?"},
-            "element": {"type": "plain_text_input", "action_id": ROOT_CAUSE_INPUT, "multiline": true,
-                        "placeholder": {"type": "plain_text", "text": "e.g. connection pool exhausted after the 10:02 config change"}},
-        }],
+        "blocks": blocks,
     })
+}
+
+/// A multi-line text input whose block id and action id are both `id`.
+fn text_input(id: &str, label: &str, example: &str) -> Value {
+    json!({
+        "type": "input",
+        "block_id": id,
+        "label": {"type": "plain_text", "text": label},
+        "element": {"type": "plain_text_input", "action_id": id, "multiline": true,
+                    "placeholder": {"type": "plain_text", "text": example}},
+    })
+}
+
+/// The modal asking the investigator for the root cause.
+pub fn root_cause_modal(incident: &str) -> Value {
+    let input =
+        text_input(ROOT_CAUSE_INPUT, "What caused it?", "e.g. connection pool exhausted after the 10:02 config change");
+    form(ROOT_CAUSE_VIEW, incident, "Root cause", vec![input])
 }
 
 /// callback_id of the follow-up modal; its private_metadata is the incident id.
@@ -57,27 +70,15 @@ pub const FOLLOWUP_OWNER: &str = "followup_owner";
 
 /// The modal asking for a follow-up: what to do, and optionally who owns it.
 pub fn followup_modal(incident: &str) -> Value {
-    json!({
-        "type": "modal",
-        "callback_id": FOLLOWUP_VIEW,
-        "private_metadata": incident,
-        "title": {"type": "plain_text", "text": clip(&format!("Follow-up {incident}"), 24)},
-        "submit": {"type": "plain_text", "text": "Record"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [{
-            "type": "input",
-            "block_id": FOLLOWUP_INPUT,
-            "label": {"type": "plain_text", "text": "What should be done?"},
-            "element": {"type": "plain_text_input", "action_id": FOLLOWUP_INPUT, "multiline": true,
-                        "placeholder": {"type": "plain_text", "text": "e.g. alert on connection pool saturation"}},
-        }, {
-            "type": "input",
-            "block_id": FOLLOWUP_OWNER,
-            "optional": true,
-            "label": {"type": "plain_text", "text": "Owner"},
-            "element": {"type": "users_select", "action_id": FOLLOWUP_OWNER},
-        }],
-    })
+    let owner = json!({
+        "type": "input",
+        "block_id": FOLLOWUP_OWNER,
+        "optional": true,
+        "label": {"type": "plain_text", "text": "Owner"},
+        "element": {"type": "users_select", "action_id": FOLLOWUP_OWNER},
+    });
+    let text = text_input(FOLLOWUP_INPUT, "What should be done?", "e.g. alert on connection pool saturation");
+    form(FOLLOWUP_VIEW, incident, "Follow-up", vec![text, owner])
 }
 
 /// Escapes `<` and `>` that are not Slack markup (`<@U…>`, `<#C…>`, `<!…>`, `<http…>`), so

@@ -6,7 +6,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::{refusal, unreachable};
+use super::{exchange, refusal};
 use crate::app::tickets::{TicketJob, Tracker};
 use crate::domain::followup::FiledTicket;
 
@@ -93,15 +93,10 @@ impl Tracker for GitHub {
     async fn find(&self, job: &TicketJob) -> Result<Option<FiledTicket>, String> {
         let per_page = LOOK_BACK.to_string();
         let query = [("state", "all"), ("sort", "created"), ("direction", "desc"), ("per_page", per_page.as_str())];
-        let response = self
-            .request(reqwest::Method::GET, "issues", &query)?
-            .send()
-            .await
-            .map_err(|e| unreachable("GitHub", &e))?;
-        if !response.status().is_success() {
-            return Err(self.refused(response).await);
-        }
-        let issues: Value = response.json().await.map_err(|e| format!("GitHub sent an unreadable issue list: {e}"))?;
+        let issues = match exchange(self.request(reqwest::Method::GET, "issues", &query)?, "GitHub", None).await? {
+            Ok(issues) => issues,
+            Err(refused) => return Err(self.refused(refused).await),
+        };
         Ok(issues
             .as_array()
             .into_iter()
@@ -117,16 +112,11 @@ impl Tracker for GitHub {
         if !job.labels.is_empty() {
             payload["labels"] = json!(job.labels);
         }
-        let response = self
-            .request(reqwest::Method::POST, "issues", &[])?
-            .json(&payload)
-            .send()
-            .await
-            .map_err(|e| unreachable("GitHub", &e))?;
-        if response.status() != reqwest::StatusCode::CREATED {
-            return Err(self.refused(response).await);
-        }
-        let issue: Value = response.json().await.map_err(|e| format!("GitHub sent an unreadable issue: {e}"))?;
+        let request = self.request(reqwest::Method::POST, "issues", &[])?.json(&payload);
+        let issue = match exchange(request, "GitHub", Some(reqwest::StatusCode::CREATED)).await? {
+            Ok(issue) => issue,
+            Err(refused) => return Err(self.refused(refused).await),
+        };
         self.ticket(&issue).ok_or_else(|| "GitHub's answer has no issue number or html_url".to_string())
     }
 }

@@ -5,7 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::{refusal, unreachable};
+use super::{exchange, refusal};
 use crate::app::tickets::{TicketJob, Tracker};
 use crate::domain::followup::FiledTicket;
 
@@ -109,19 +109,12 @@ impl Tracker for Jira {
 
     async fn find(&self, job: &TicketJob) -> Result<Option<FiledTicket>, String> {
         let jql = format!("project = \"{}\" AND labels = \"{LABEL}\" ORDER BY created DESC", self.project);
-        let response = self
-            .request(
-                reqwest::Method::GET,
-                "search/jql",
-                &[("jql", jql.as_str()), ("fields", "summary,description"), ("maxResults", &LOOK_BACK.to_string())],
-            )?
-            .send()
-            .await
-            .map_err(|e| unreachable("Jira", &e))?;
-        if !response.status().is_success() {
-            return Err(self.refused(response).await);
-        }
-        let found: Value = response.json().await.map_err(|e| format!("Jira sent an unreadable search result: {e}"))?;
+        let max = LOOK_BACK.to_string();
+        let query = [("jql", jql.as_str()), ("fields", "summary,description"), ("maxResults", max.as_str())];
+        let found = match exchange(self.request(reqwest::Method::GET, "search/jql", &query)?, "Jira", None).await? {
+            Ok(found) => found,
+            Err(refused) => return Err(self.refused(refused).await),
+        };
         Ok(found["issues"]
             .as_array()
             .into_iter()
@@ -141,16 +134,11 @@ impl Tracker for Jira {
             "description": Self::description(job),
             "labels": labels,
         }});
-        let response = self
-            .request(reqwest::Method::POST, "issue", &[])?
-            .json(&payload)
-            .send()
-            .await
-            .map_err(|e| unreachable("Jira", &e))?;
-        if response.status() != reqwest::StatusCode::CREATED {
-            return Err(self.refused(response).await);
-        }
-        let created: Value = response.json().await.map_err(|e| format!("Jira sent an unreadable answer: {e}"))?;
+        let request = self.request(reqwest::Method::POST, "issue", &[])?.json(&payload);
+        let created = match exchange(request, "Jira", Some(reqwest::StatusCode::CREATED)).await? {
+            Ok(created) => created,
+            Err(refused) => return Err(self.refused(refused).await),
+        };
         created["key"].as_str().map(|k| self.ticket(k)).ok_or_else(|| "Jira's answer has no issue key".to_string())
     }
 }

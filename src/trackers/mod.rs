@@ -140,6 +140,24 @@ fn refusal(tracker: &str, status: reqwest::StatusCode, detail: &str, hint: &str)
     format!("{tracker} answered {}{detail}{hint}", status.as_u16())
 }
 
+/// Sends `request`: the JSON answer when the status is `expect` (any success when `None`);
+/// otherwise the response, for the tracker to say why it refused.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    tracker: &str,
+    expect: Option<reqwest::StatusCode>,
+) -> Result<Result<serde_json::Value, reqwest::Response>, String> {
+    let response = request.send().await.map_err(|e| unreachable(tracker, &e))?;
+    let wanted = match expect {
+        Some(status) => response.status() == status,
+        None => response.status().is_success(),
+    };
+    if !wanted {
+        return Ok(Err(response));
+    }
+    response.json().await.map(Ok).map_err(|e| format!("{tracker} sent an unreadable answer: {e}"))
+}
+
 fn unreachable(tracker: &str, e: &reqwest::Error) -> String {
     if e.is_timeout() {
         format!("{tracker} did not answer within {} s", REQUEST_TIMEOUT.as_secs())
