@@ -427,6 +427,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         slack,
         webhook_token: env_secret("WEBHOOK_TOKEN"),
         trackers: crate::trackers::TrackerEnv::from_process(),
+        dashboard_token: env_secret("DASHBOARD_TOKEN"),
         datadog: datadog_settings_from_env()?,
     };
     let stop = shutdown_signal().context("cannot listen for SIGTERM")?;
@@ -585,6 +586,11 @@ async fn demo(scenario: Option<&Path>, config: Option<&Path>, out: &Path, keep: 
         }
         println!("  the bot        http://{} (/healthz, /metrics, /webhooks/*)", h.app.addr);
         println!("  webhook token  {}", crate::sandbox::driver::WEBHOOK_TOKEN);
+        println!(
+            "  dashboard      http://{}/ (sign in with the token {})",
+            h.app.addr,
+            crate::sandbox::driver::DASHBOARD_TOKEN
+        );
         stop.await;
     }
     run.driver.stop().await?;

@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod dashboard;
 pub mod datadog;
 #[cfg(feature = "sandbox")]
 pub mod demo;

@@ -46,6 +46,8 @@ pub struct Settings {
     /// Tracker credentials and addresses (`GITHUB_TOKEN` ...); used when the policy's
     /// `[followups] tracker` is set.
     pub trackers: TrackerEnv,
+    /// The dashboard's token (`DASHBOARD_TOKEN`); `None` keeps the dashboard off.
+    pub dashboard_token: Option<SecretString>,
 }
 
 /// How to reach Datadog.
@@ -388,6 +390,15 @@ impl RunningApp {
             inbox: inbox.clone(),
             token: settings.webhook_token.clone(),
         }));
+        if let Some(token) = &settings.dashboard_token {
+            router = router.merge(crate::dashboard::routes(crate::dashboard::DashboardState {
+                store: store.clone(),
+                clock: settings.clock.clone(),
+                token: token.clone(),
+                workspace_url: slack.as_ref().and_then(|(_, bot)| bot.workspace_url.clone()),
+            }));
+            tracing::info!("dashboard on: /, /incidents/INC-n, /insights");
+        }
         let egress_activity = slack.as_ref().map(|_| egress_activity_tx.subscribe());
         if let (Some((api, _)), Some(s)) = (&slack, &settings.slack) {
             if let Some(secret) = &s.signing_secret {

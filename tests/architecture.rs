@@ -96,8 +96,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("slack", &["app", "domain", "sources", "http", "tls"]),
     ("datadog", &["app", "domain", "tls"]),
     ("trackers", &["app", "domain", "tls"]),
+    ("dashboard", &["app", "domain"]),
     // Wiring and the tools on top.
-    ("startup", &["app", "domain", "http", "slack", "datadog", "trackers"]),
+    ("startup", &["app", "domain", "http", "slack", "datadog", "trackers", "dashboard"]),
     ("simulate", &["app", "domain", "sources", "slack", "store"]),
     (
         "sandbox",

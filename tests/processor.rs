@@ -164,6 +164,7 @@ async fn running_app_answers_health_and_processes_accepted_events() {
         slack: None,
         webhook_token: None,
         trackers: Default::default(),
+        dashboard_token: None,
         datadog: None,
     };
     let store = incident_commander::store::open_embedded(dir.path()).unwrap();

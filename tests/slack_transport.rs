@@ -291,6 +291,7 @@ async fn startup_fails_clearly_on_a_bad_token() {
         }),
         webhook_token: None,
         trackers: Default::default(),
+        dashboard_token: None,
         datadog: None,
     };
     let store = std::sync::Arc::new(incident_commander::store::MemoryStore::new());

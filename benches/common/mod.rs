@@ -53,6 +53,7 @@ pub async fn start_bot_on(
         webhook_token: webhook_token.map(secrecy::SecretString::from),
         datadog: None,
         trackers: Default::default(),
+        dashboard_token: None,
     };
     RunningApp::start(settings, store).await.unwrap()
 }

@@ -22,6 +22,8 @@ use crate::startup::{RunningApp, Settings};
 pub const IDLE_WITHIN: Duration = Duration::from_secs(30);
 
 /// The webhook token the driver configures.
+/// The dashboard's token against the sandbox (tests, `demo --keep`).
+pub const DASHBOARD_TOKEN: &str = "sandbox-dashboard-token";
 pub const WEBHOOK_TOKEN: &str = "sandbox-webhook-token";
 
 /// How the sandbox reaches the bot.
@@ -181,6 +183,7 @@ async fn start_bot(
             budget_per_hour: budget,
         }),
         trackers: trackers.env(),
+        dashboard_token: Some(SecretString::from(DASHBOARD_TOKEN)),
     };
     let opened_before = sandbox.connections_opened();
     let app = RunningApp::start(settings, store).await?;
