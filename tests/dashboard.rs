@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use common::*;
 use incident_commander::app::clock::ManualClock;
+use incident_commander::sandbox::datadog::DatadogWorld;
 use incident_commander::sandbox::driver::DASHBOARD_TOKEN;
 use incident_commander::sandbox::harness::{DatadogPost, Harness, HarnessOptions};
 
@@ -21,6 +22,9 @@ async fn bot_with_history() -> Harness {
     let mut options =
         HarnessOptions::http(&format!("{POLICY}\n[followups]\ntracker = \"github\"\ngithub_repo = \"acme/ops\"\n"));
     options.clock = Some(Arc::new(ManualClock::new(t0())));
+    // Evidence for INC-1: acme fails, the others do not.
+    options.datadog =
+        Some(DatadogWorld::api_gateway(&[("acme", 100, 0.30), ("globex", 300, 0.001), ("initech", 200, 0.0)]));
     let mut t = Harness::start(options).await;
     let alert = DatadogPost::new("[P2] [Triggered on {service:api-gateway,env:prod}] API p99 latency high", 4242)
         .body("p99 above 800ms")
@@ -182,6 +186,9 @@ async fn every_page_renders_in_a_real_browser() {
     assert!(dom.contains("/archives/C0ALERTS1/p"), "links the Slack thread: {dom}");
     assert!(dom.contains("<h1>Postmortem draft: INC-1 · API p99 latency high</h1>"), "the Markdown is rendered: {dom}");
     assert!(dom.contains("connection pool halved by deploy 4512"), "{dom}");
+    // The evidence: the customer table and verdict, and the traces as links into Datadog.
+    assert!(dom.contains("Isolated to acme"), "{dom}");
+    assert!(dom.contains(r#"<a href="https://app.datadoghq.com/apm/trace/"#), "trace links are links: {dom}");
 
     let dom = browse(&browser, &t, "/insights", "insights", &out);
     assert_eq!(dom.matches("<svg").count(), 5, "{dom}");

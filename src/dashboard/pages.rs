@@ -153,6 +153,26 @@ pub fn index(all: &[Incident], filters: &Filters, now: DateTime<Utc>) -> Markup 
     )
 }
 
+/// A message written for Slack, with its `<url|label>` links as links (only http and https);
+/// everything else is text.
+fn slack_text(text: &str) -> Markup {
+    let mut parts: Vec<Markup> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else { break };
+        let inner = &rest[start + 1..start + len];
+        let (target, label) = inner.split_once('|').unwrap_or((inner, inner));
+        parts.push(html! { (rest[..start]) });
+        match crate::domain::text::safe_url(target) {
+            Some(url) => parts.push(html! { a href=(url) { (label) } }),
+            None => parts.push(html! { (rest[start..=start + len]) }),
+        }
+        rest = &rest[start + len + 1..];
+    }
+    parts.push(html! { (rest) });
+    html! { @for p in parts { (p) } }
+}
+
 /// The postmortem's Markdown as HTML; raw HTML in it (alert text, notes) is shown as text.
 fn markdown(md: &str) -> Markup {
     use pulldown_cmark::{Event, Parser};
@@ -194,7 +214,7 @@ pub fn incident(i: &Incident, now: DateTime<Utc>, workspace_url: Option<&str>) -
             @match &i.evidence {
                 Some(e) => {
                     @if let Some(s) = &e.summary { p { (s) } }
-                    @if let Some(text) = &e.last_text { pre.evidence { (text) } }
+                    @if let Some(text) = &e.last_text { pre.evidence { (slack_text(text)) } }
                     @if let Some(err) = &e.last_error { p.muted { "Last refresh failed: " (err) } }
                 }
                 None => { p.muted { "No evidence yet." } }
