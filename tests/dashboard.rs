@@ -141,7 +141,11 @@ fn browse(browser: &Path, t: &Harness, path: &str, name: &str, out: &Path) -> St
     .unwrap();
     let profile = tempfile::tempdir().unwrap();
     let run = |extra: &[String]| {
+        // The browser is not under test: keep libfaketime (`.ci/shifted-clock`) out of it, which
+        // Chromium does not survive. The pages' times come from the bot's own clock anyway.
         let out = std::process::Command::new(browser)
+            .env_remove("LD_PRELOAD")
+            .env_remove("FAKETIME")
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("--virtual-time-budget=10000")
