@@ -89,8 +89,8 @@ pub struct RunningApp {
     pub bot: Option<BotIdentity>,
     /// Changes after every delivered Slack call.
     pub egress_activity: Option<watch::Receiver<u64>>,
-    /// Evidence requests not answered yet.
-    pub evidence_in_flight: InFlight,
+    /// Evidence and ticket requests not answered yet.
+    pub jobs_in_flight: InFlight,
     /// Leader or follower, and since when.
     pub role: watch::Receiver<RoleState>,
     shutdown: CancellationToken,
@@ -122,7 +122,7 @@ struct Duties {
     /// The tracker follow-ups become tickets in, when the policy names one.
     tracker: Option<Arc<AnyTracker>>,
     /// Evidence and ticket requests not answered yet.
-    evidence_in_flight: InFlight,
+    jobs_in_flight: InFlight,
 }
 
 impl Duties {
@@ -145,7 +145,7 @@ impl Duties {
                 self.inbox.clone(),
                 self.clock.clone(),
                 self.metrics.clone(),
-                self.evidence_in_flight.clone(),
+                self.jobs_in_flight.clone(),
                 stop.clone(),
             );
             tasks.push(handle);
@@ -156,7 +156,7 @@ impl Duties {
                 tracker.clone(),
                 self.inbox.clone(),
                 self.metrics.clone(),
-                self.evidence_in_flight.clone(),
+                self.jobs_in_flight.clone(),
                 stop.clone(),
             );
             tasks.push(handle);
@@ -308,7 +308,7 @@ impl RunningApp {
             None => None,
         };
         let mut tasks = Vec::new();
-        let evidence_in_flight = InFlight::default();
+        let jobs_in_flight = InFlight::default();
         let client = settings.datadog.as_ref().and_then(|dd| {
             match crate::datadog::DatadogClient::new(dd.site.clone(), dd.api_key.clone(), dd.app_key.clone()) {
                 Ok(client) => Some((dd, client.with_budget(dd.budget_per_hour))),
@@ -363,7 +363,7 @@ impl RunningApp {
             },
             evidence,
             tracker,
-            evidence_in_flight: evidence_in_flight.clone(),
+            jobs_in_flight: jobs_in_flight.clone(),
         };
         // A process that leads from the start (always, on a store only it opens) starts its
         // duties now, so a store it cannot read stops startup with the reason.
@@ -443,7 +443,7 @@ impl RunningApp {
             egress_wake,
             bot,
             egress_activity,
-            evidence_in_flight,
+            jobs_in_flight,
             role,
             shutdown,
             flusher_stop,
@@ -468,7 +468,7 @@ impl RunningApp {
     /// delivered: the inbox and the outbox are empty. Waits on progress signals, never sleeps.
     pub async fn wait_idle(&mut self) {
         let mut egress = self.egress_activity.clone();
-        let mut evidence = self.evidence_in_flight.subscribe();
+        let mut evidence = self.jobs_in_flight.subscribe();
         loop {
             self.handled.borrow_and_update();
             if let Some(e) = egress.as_mut() {

@@ -182,14 +182,8 @@ async fn write_inbox(store: Arc<dyn Store>, mut requests: mpsc::UnboundedReceive
         }
         let store = store.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let t0 = std::time::Instant::now();
-            let n = all.len();
             let results = store.accept_events(&all)?;
-            let t1 = t0.elapsed();
             store.persist()?;
-            if std::env::var_os("IC_DEBUG_WRITER").is_some() {
-                eprintln!("batch {n} tx {:?} flush {:?}", t1, t0.elapsed() - t1);
-            }
             Ok::<_, StoreError>(results)
         })
         .await;

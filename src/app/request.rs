@@ -319,22 +319,14 @@ fn command(
             return Ok(reply(crate::domain::stats::stats(&all, &query, now, workspace_url).message()));
         }
         Intent::Followups => {
-            let all;
-            let one;
-            let (incidents, named): (Vec<&Incident>, _) = match named {
+            let incidents = match named {
                 Some(id) => match store.get_incident(id)? {
-                    Some(i) => {
-                        one = i;
-                        (vec![&one], Some(id))
-                    }
+                    Some(i) => vec![i],
                     None => return Ok(Resolution::refuse(&origin, messages::no_such_incident_message(id))),
                 },
-                None => {
-                    all = store.all_incidents()?;
-                    (all.iter().collect(), None)
-                }
+                None => store.all_incidents()?,
             };
-            return Ok(reply(messages::followups_message(&incidents, named)));
+            return Ok(reply(messages::followups_message(&incidents.iter().collect::<Vec<_>>(), named)));
         }
         Intent::Timeline => {
             return Ok(match target(store)? {

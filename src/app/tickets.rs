@@ -19,7 +19,6 @@ use crate::domain::decide::Event;
 use crate::domain::followup::{FiledTicket, Followup, Ticket, ticket_marker};
 use crate::domain::ids::IncidentId;
 use crate::domain::incident::Incident;
-use crate::domain::messages::thread_link;
 
 /// Tickets filed at once; more wait their turn.
 pub const CONCURRENT_JOBS: usize = 2;
@@ -58,10 +57,7 @@ impl TicketJob {
         if title.chars().count() > TITLE_MAX {
             title = title.chars().take(TITLE_MAX - 1).collect::<String>() + "…";
         }
-        let thread_url = match (workspace_url, &incident.slack.channel, &incident.slack.thread_ts) {
-            (Some(w), Some(c), Some(t)) => Some(thread_link(w, c, t)),
-            _ => None,
-        };
+        let thread_url = incident.thread_url(workspace_url);
         let owner = f.owner.as_ref().map(|o| format!("Owner: Slack user {o}.")).unwrap_or("Owner: not set yet.".into());
         let paragraphs = vec![
             f.text.trim().to_string(),

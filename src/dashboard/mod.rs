@@ -71,14 +71,23 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Html(page.into_string())).into_response()
 }
 
-/// Reads every incident off the async runtime.
-async fn incidents(state: &DashboardState) -> Result<Vec<Incident>, Response> {
+/// Reads from the store off the async runtime; a store that does not answer is a 503 saying
+/// what could not be read.
+async fn read<T: Send + 'static>(
+    state: &DashboardState,
+    what: String,
+    f: impl FnOnce(&dyn Store) -> Result<T, crate::app::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.all_incidents()).await {
-        Ok(Ok(all)) => Ok(all),
-        Ok(Err(e)) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the incidents: {e}")).into_response()),
-        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the incidents: {e}")).into_response()),
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("cannot read {what}: {e}")).into_response()),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {what}: {e}")).into_response()),
     }
+}
+
+async fn incidents(state: &DashboardState) -> Result<Vec<Incident>, Response> {
+    read(state, "the incidents".into(), |store| store.all_incidents()).await
 }
 
 /// `/` filters: `team`, `severity` (1-4), `status` (`open`, `resolved`, `all`).
@@ -106,15 +115,13 @@ async fn incident_page(State(state): State<DashboardState>, headers: HeaderMap, 
     let Ok(id) = id.parse::<IncidentId>() else {
         return (StatusCode::NOT_FOUND, Html(pages::not_found(&id).into_string())).into_response();
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.get_incident(id)).await {
-        Ok(Ok(Some(incident))) => {
+    match read(&state, id.to_string(), move |store| store.get_incident(id)).await {
+        Ok(Some(incident)) => {
             Html(pages::incident(&incident, state.clock.now(), state.workspace_url.as_deref()).into_string())
                 .into_response()
         }
-        Ok(Ok(None)) => (StatusCode::NOT_FOUND, Html(pages::not_found(&id.to_string()).into_string())).into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("cannot read {id}: {e}")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {id}: {e}")).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, Html(pages::not_found(&id.to_string()).into_string())).into_response(),
+        Err(r) => r,
     }
 }
 

@@ -8,7 +8,6 @@ use super::charts;
 use crate::domain::followup::Ticket;
 use crate::domain::ids::Severity;
 use crate::domain::incident::{Incident, RootCause, Status};
-use crate::domain::messages::thread_link;
 use crate::domain::stats::duration_text;
 
 pub const STYLESHEET: &str = r#"
@@ -187,10 +186,7 @@ fn markdown(md: &str) -> Markup {
 
 /// `/incidents/INC-n`.
 pub fn incident(i: &Incident, now: DateTime<Utc>, workspace_url: Option<&str>) -> Markup {
-    let thread = match (workspace_url, &i.slack.channel, &i.slack.thread_ts) {
-        (Some(w), Some(c), Some(t)) => Some(thread_link(w, c, t)),
-        _ => None,
-    };
+    let thread = i.thread_url(workspace_url);
     let d = i.durations();
     let took = |t: Option<TimeDelta>| t.map(duration_text).unwrap_or_else(|| "—".into());
     layout(

@@ -375,10 +375,7 @@ fn delivered(incident: &Incident, part: MessagePart, channel: &ChannelId, ts: &s
         MessagePart::Channel => {
             next.slack.incident_channel = Some(channel.clone());
             next.record(ctx.now, Actor::Bot, EntryKind::Note, messages::incident_channel_note(channel));
-            let thread = match (ctx.workspace_url, &next.slack.channel, &next.slack.thread_ts) {
-                (Some(base), Some(c), Some(t)) => Some(messages::thread_link(base, c, t)),
-                _ => None,
-            };
+            let thread = next.thread_url(ctx.workspace_url);
             let effects = vec![
                 Effect::SyncHeader,
                 Effect::Reply(messages::incident_channel_created_message(channel)),

@@ -434,6 +434,15 @@ impl Incident {
         !self.status.is_closed()
     }
 
+    /// The incident thread's address in Slack, once the thread exists and the workspace's address
+    /// (`https://acme.slack.com/`) is known.
+    pub fn thread_url(&self, workspace_url: Option<&str>) -> Option<String> {
+        match (workspace_url, &self.slack.channel, &self.slack.thread_ts) {
+            (Some(base), Some(c), Some(t)) => Some(messages::thread_link(base, c, t)),
+            _ => None,
+        }
+    }
+
     /// Follow-ups whose ticket the tracker has not made yet.
     pub fn pending_tickets(&self) -> impl Iterator<Item = &super::followup::Followup> {
         self.followups.iter().filter(|f| matches!(f.ticket, super::followup::Ticket::Pending { .. }))

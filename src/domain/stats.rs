@@ -6,7 +6,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::ids::{IncidentId, Severity};
 use super::incident::Incident;
-use super::messages::thread_link;
 use super::text::escape_untrusted;
 
 /// The question `/incident stats [team] [since 30d]` asks.
@@ -196,10 +195,7 @@ pub fn stats(incidents: &[Incident], query: &StatsQuery, now: DateTime<Utc>, wor
             team: i.team.clone(),
             took: i.resolved_at.unwrap_or(now) - i.opened_at,
             resolved: i.resolved_at.is_some(),
-            link: match (workspace_url, &i.slack.channel, &i.slack.thread_ts) {
-                (Some(w), Some(c), Some(t)) => Some(thread_link(w, c, t)),
-                _ => None,
-            },
+            link: i.thread_url(workspace_url),
         })
         .collect();
     slowest.sort_by(|a, b| b.took.cmp(&a.took).then(a.id.cmp(&b.id)));

@@ -1,6 +1,11 @@
 //! Jira Cloud: `POST /rest/api/3/issue` makes the ticket, its description in the Atlassian
 //! Document Format; a retry searches the project's tickets carrying the `incident-commander`
 //! label (`GET /rest/api/3/search/jql`) for the follow-up's marker in their descriptions.
+//!
+//! Atlassian documents that this search may lag a little behind recent changes (its index is
+//! eventually consistent). The first retry comes a minute after the failed attempt
+//! ([`crate::domain::followup::retry_after`]), well past the usual lag of seconds, but a ticket
+//! made moments before a crash and looked for sooner could be missed.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
