@@ -93,7 +93,8 @@ impl SlackApi {
     /// A client for `api_url` (e.g. `https://slack.com/api`; plain `http://` works for loopback).
     pub fn new(api_url: &str, token: &SecretString, timeout: Duration) -> anyhow::Result<SlackApi> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .try_with_platform_verifier()
+            .map_err(|e| anyhow::anyhow!("cannot load the system's TLS trust store for Slack: {e}"))?
             .https_or_http()
             .enable_http1()
             .enable_http2()

@@ -3,11 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::world::{SILENCE, SocketConn};
 use super::{APP_ID, Shared, SlackSandbox};
@@ -71,11 +76,35 @@ impl SlackSandbox {
     }
 }
 
-pub(super) async fn socket_upgrade(State(state): State<Shared>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| serve_socket(state, socket))
+/// The WebSocket handshake (RFC 6455 section 4.2): answers 101 with the accept key, then serves
+/// the upgraded connection. Done with hyper's upgrade and tungstenite (already the bot's
+/// WebSocket client) rather than a second WebSocket stack in axum.
+pub(super) async fn socket_upgrade(State(state): State<Shared>, mut request: Request) -> Response {
+    let headers = request.headers();
+    let wants_websocket =
+        headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| wants_websocket) else {
+        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        serve_socket(state, socket).await;
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header value"));
+    response
 }
 
-async fn serve_socket(state: Shared, socket: WebSocket) {
+async fn serve_socket<S>(state: Shared, socket: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use futures_util::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
@@ -98,7 +127,7 @@ async fn serve_socket(state: Shared, socket: WebSocket) {
         tokio::select! {
             _ = pings.tick() => {
                 // Slack pings every connection about every 10 s ("Ping from applink-1").
-                if sink.send(WsMessage::Ping(b"Ping from sandbox".to_vec().into())).await.is_err() {
+                if sink.send(WsMessage::Ping(b"Ping from sandbox".as_slice().into())).await.is_err() {
                     break;
                 }
             }
