@@ -10,12 +10,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use incident_commander::app::inbox::{InboxEvent, Origin};
+use incident_commander::app::inbox::{InboxEvent, Origin, SlashCommand};
 use incident_commander::app::outbox::{ChannelRef, Delivery, MessageKey, OutboxEntry, SlackOp};
 use incident_commander::app::store::{Acceptance, Commit, LoggedAlert, Place, Store, StoreError, ThreadMessage};
 use incident_commander::domain::alert::Transition;
 use incident_commander::domain::decide::{Action, Context, Event, Outcome, State, decide};
-use incident_commander::domain::ids::{IncidentId, Priority};
+use incident_commander::domain::ids::{ChannelId, IncidentId, Priority, UserId};
 use incident_commander::domain::incident::{Incident, MessagePart};
 use incident_commander::store::records::{decode, encode};
 use incident_commander::store::{MemoryStore, SledStore};
@@ -411,6 +411,129 @@ fn a_held_sled_directory_is_refused_and_a_released_one_reopens() {
     // Reopening right after the last handle drops waits for sled's threads to let go.
     let again = SledStore::open(dir.path()).unwrap();
     assert!(again.get_incident(IncidentId::FIRST).unwrap().is_some(), "the data is there after reopening");
+}
+
+/// sled keeps one inbox record per accepted batch and the processor's place as a position: an
+/// event consumed without effects is only marked in memory until the next persist, so a crash
+/// before that hands it (and only it) to the processor again.
+#[test]
+fn sled_consumption_without_effects_is_durable_at_the_next_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let seqs: Vec<u64> = {
+        let s = SledStore::open(dir.path()).unwrap();
+        let batch: Vec<_> = ["1", "2", "3", "4"].iter().map(|m| (alert_event(m), None)).collect();
+        let seqs = s
+            .accept_events(&batch)
+            .unwrap()
+            .into_iter()
+            .map(|a| match a {
+                Acceptance::Accepted(seq) => seq,
+                Acceptance::Duplicate => panic!("no keys"),
+            })
+            .collect();
+        s.persist().unwrap();
+        for _ in 0..2 {
+            let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+            s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+        }
+        s.persist().unwrap();
+        // Consumed after the last persist: not durable yet.
+        let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+        s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+        assert_eq!(s.inbox_len().unwrap(), 1);
+        seqs
+    };
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.inbox_len().unwrap(), 2, "the two consumed before the persist stay consumed");
+    assert_eq!(s.next_inbox_event().unwrap(), Some((seqs[2], alert_event("3"))));
+    let snapshot = s.snapshot().unwrap();
+    assert_eq!(snapshot.inbox, vec![(seqs[2], alert_event("3")), (seqs[3], alert_event("4"))]);
+    // A step with effects writes the position in its own transaction.
+    s.commit(Commit { consumed: Some(seqs[2]), incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
+    s.persist().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.next_inbox_event().unwrap(), Some((seqs[3], alert_event("4"))));
+    s.commit(Commit { consumed: Some(seqs[3]), ..Commit::default() }).unwrap();
+    s.persist().unwrap();
+    let Acceptance::Accepted(later) = s.accept_event(&alert_event("5"), None).unwrap() else { panic!() };
+    assert!(later > seqs[3], "positions keep growing across restarts");
+    assert_eq!(s.next_inbox_event().unwrap(), Some((later, alert_event("5"))));
+}
+
+/// A data directory written by a build with one inbox record per event (layout 1) opens with its
+/// waiting events in order and its dedupe keys still refusing and expiring.
+#[test]
+fn a_sled_directory_of_layout_1_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let until = t0() + mins(60);
+    {
+        // Layout 1 as that build wrote it: `inbox` position -> event record, `dedupe_keys`
+        // key -> expiry, `dedupe_keys_by_expiry` expiry ++ key -> (), `meta` layout_version 1.
+        let db = ::sled::open(dir.path().join("db")).unwrap();
+        let inbox = db.open_tree("inbox").unwrap();
+        for (seq, monitor) in [(7u64, "1"), (8, "2"), (70_000, "3")] {
+            inbox.insert(seq.to_be_bytes(), encode(&alert_event(monitor))).unwrap();
+        }
+        let expiry = (until.timestamp_millis() as u64).to_be_bytes();
+        db.open_tree("dedupe_keys").unwrap().insert("Ev1", &expiry).unwrap();
+        let mut by_expiry = expiry.to_vec();
+        by_expiry.extend_from_slice(b"Ev1");
+        db.open_tree("dedupe_keys_by_expiry").unwrap().insert(by_expiry, &[]).unwrap();
+        db.open_tree("meta").unwrap().insert("layout_version", &1u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.inbox_len().unwrap(), 3);
+    let mut order = Vec::new();
+    while let Some((seq, event)) = s.next_inbox_event().unwrap() {
+        order.push(event);
+        s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+    }
+    assert_eq!(order, vec![alert_event("1"), alert_event("2"), alert_event("3")]);
+    assert_eq!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Duplicate);
+    assert_eq!(s.expire_dedupe_keys(until + mins(1)).unwrap(), 1, "layout 1's expiry entry is read");
+    assert!(matches!(s.accept_event(&alert_event("1"), Some(("Ev1", until))).unwrap(), Acceptance::Accepted(_)));
+    s.persist().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.next_inbox_event().unwrap().map(|(_, e)| e), Some(alert_event("1")), "migrated once, not twice");
+    assert_eq!(s.inbox_len().unwrap(), 1);
+}
+
+/// A write larger than one inbox record spans several, in order, without positions colliding.
+#[test]
+fn a_sled_batch_larger_than_a_record_keeps_its_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let event = InboxEvent::SlashCommand {
+        command: SlashCommand {
+            command: "/incident".into(),
+            text: "help".into(),
+            user_id: UserId::parse("U0ALICE01").unwrap(),
+            channel_id: ChannelId::parse(ALERTS).unwrap(),
+            response_url: None,
+            trigger_id: None,
+        },
+    };
+    let batch: Vec<_> = (0..(1 << 16) + 3).map(|_| (event.clone(), None)).collect();
+    let seqs: Vec<u64> = s
+        .accept_events(&batch)
+        .unwrap()
+        .into_iter()
+        .map(|a| match a {
+            Acceptance::Accepted(seq) => seq,
+            Acceptance::Duplicate => panic!("no keys"),
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "positions grow through the record boundary");
+    assert_eq!(s.inbox_len().unwrap(), batch.len());
+    for expected in &seqs[..(1 << 16) + 1] {
+        let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+        assert_eq!(seq, *expected);
+        s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+    }
+    assert_eq!(s.inbox_len().unwrap(), 2);
 }
 
 /// Bytes written by each released record version, read back by this build.

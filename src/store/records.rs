@@ -48,6 +48,47 @@ pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// A batch of inbox events written together (the sled backend keeps one record per batch):
+/// `{"v": 1, "data": {"event_v": <InboxEvent's version>, "events": [...]}}`.
+#[derive(Serialize)]
+struct InboxBatchOut<'a> {
+    event_v: u32,
+    events: &'a [&'a InboxEvent],
+}
+
+#[derive(Deserialize)]
+struct InboxBatchIn {
+    event_v: u32,
+    events: Vec<serde_json::Value>,
+}
+
+/// The version of the inbox batch record's own shape (its events carry theirs).
+const INBOX_BATCH_VERSION: u32 = 1;
+
+pub fn encode_inbox_batch(events: &[&InboxEvent]) -> Vec<u8> {
+    let batch = InboxBatchOut { event_v: InboxEvent::VERSION, events };
+    serde_json::to_vec(&EnvelopeOut { v: INBOX_BATCH_VERSION, data: &batch }).expect("records serialize to JSON")
+}
+
+/// Reads a batch record; its events are read (or upgraded) like single event records of the
+/// version the batch names.
+pub fn decode_inbox_batch(bytes: &[u8]) -> Result<Vec<InboxEvent>, String> {
+    let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| format!("not a record envelope: {e}"))?;
+    if env.v != INBOX_BATCH_VERSION {
+        return Err(format!("an inbox batch of record v{}, this build reads v{INBOX_BATCH_VERSION}", env.v));
+    }
+    let batch: InboxBatchIn = serde_json::from_value(env.data).map_err(|e| e.to_string())?;
+    let read = |data: serde_json::Value| match batch.event_v {
+        v if v == InboxEvent::VERSION => serde_json::from_value(data).map_err(|e| e.to_string()),
+        v if v < InboxEvent::VERSION => InboxEvent::upgrade(v, data),
+        v => Err(format!(
+            "written by a newer version (inbox event v{v}, this build reads up to v{})",
+            InboxEvent::VERSION
+        )),
+    };
+    batch.events.into_iter().map(read).collect()
+}
+
 impl Versioned for Incident {
     const VERSION: u32 = 1;
 }

@@ -2,13 +2,15 @@
 //! record and per index, multi-tree transactions for every write.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Db, Transactional, Tree};
 
 use super::Snapshot;
-use super::records::{decode, encode};
+use super::records::{decode, decode_inbox_batch, encode, encode_inbox_batch};
 use crate::app::inbox::{InboxEvent, InboxSeq};
 use crate::app::outbox::{Delivery, MessageKey, OutboxEntry, OutboxSeq};
 use crate::app::store::{
@@ -28,12 +30,17 @@ impl From<sled::Error> for StoreError {
 
 /// Key in `meta` holding the next incident number.
 const NEXT_INCIDENT_ID: &[u8] = b"next_incident_id";
+/// Key in `meta` holding the last consumed inbox position (see [`InboxCursor`]).
+const INBOX_CURSOR: &[u8] = b"inbox_consumed";
 /// Key in `meta` holding the schema version of the database layout.
 const LAYOUT_VERSION_KEY: &[u8] = b"layout_version";
 /// sled's page cache (its default is 1 GiB). The working set is small: open incidents, the queues.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Bumped when trees or key formats change; older layouts are migrated on open.
-const LAYOUT_VERSION: u64 = 1;
+/// 1: one inbox record per event, keyed by its position.
+/// 2: one inbox record per accepted batch, consumption as a position in `meta`; dedupe expiry
+///    records per batch.
+const LAYOUT_VERSION: u64 = 2;
 /// How long opening waits for a previous holder of the data directory to release it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -53,11 +60,19 @@ pub struct SledStore {
     by_fingerprint: Tree,
     /// `channel/ts` (thread parent, header) or `channel/` (incident channel) -> incident id.
     by_message: Tree,
+    /// batch number -> the events accepted together ([`encode_inbox_batch`]); an event's position
+    /// is its batch number and its index in the batch ([`position`]).
     inbox: Tree,
+    /// The processor's place in the inbox.
+    cursor: Mutex<InboxCursor>,
+    /// Accepted events after the cursor. Kept by count rather than by reading the records:
+    /// `/metrics` asks for it. Briefly off by a batch while a write and a read cross.
+    pending: AtomicI64,
     outbox: Tree,
     /// dedupe key -> expiry (ms, big-endian).
     seen: Tree,
-    /// expiry (ms, big-endian) ++ dedupe key -> (), to expire in time order.
+    /// expiry (ms, big-endian) ++ batch number -> the batch's dedupe keys (a JSON list), to
+    /// expire in time order. Layout 1 wrote one entry per key: expiry ++ key -> ().
     seen_by_expiry: Tree,
     /// message key -> delivery (channel, ts).
     message_refs: Tree,
@@ -69,6 +84,42 @@ pub struct SledStore {
     alerts_by_message: Tree,
     /// `channel/ts` -> message seen in an incident thread or channel.
     thread_messages: Tree,
+}
+
+/// Where the processor is in the inbox. The processor is the only consumer, so its place is kept
+/// here and written to `meta` with the next write that needs it: an event consumed with effects
+/// writes it in the same transaction; an event consumed without any (chatter, duplicates,
+/// ignored alerts) only moves it here, and [`Store::persist`] writes it. A crash before that
+/// persist hands such events to the processor again, which changes nothing: they had no effects.
+#[derive(Default)]
+struct InboxCursor {
+    /// Every event at or before this position is consumed (0: none).
+    consumed: InboxSeq,
+    /// The position last written to `meta`.
+    written: InboxSeq,
+    /// The batch read last, decoded: the processor takes its events one by one.
+    cached: Option<(u64, Arc<Vec<InboxEvent>>)>,
+    /// Records of batches before this one are removed (0: not looked at since opening).
+    dropped_before: u64,
+}
+
+/// Bits of a position that number an event inside its batch.
+const INDEX_BITS: u32 = 16;
+/// Most events one inbox record holds; a larger write spans several records.
+const RECORD_EVENTS: usize = 1 << INDEX_BITS;
+
+/// The position of the `index`th event of batch `batch`: batches are numbered from 1 in the
+/// order they were written, so positions grow across batches and restarts.
+fn position(batch: u64, index: usize) -> InboxSeq {
+    (batch << INDEX_BITS) | index as u64
+}
+
+fn batch_of(seq: InboxSeq) -> u64 {
+    seq >> INDEX_BITS
+}
+
+fn index_of(seq: InboxSeq) -> usize {
+    (seq & (RECORD_EVENTS as u64 - 1)) as usize
 }
 
 fn be(n: u64) -> [u8; 8] {
@@ -100,6 +151,24 @@ fn place_key(place: &Place) -> Vec<u8> {
 
 fn corrupt(key: impl std::fmt::Display, reason: String) -> StoreError {
     StoreError::Corrupt { key: key.to_string(), reason }
+}
+
+fn read_batch(key: &[u8], bytes: &[u8]) -> Result<Vec<InboxEvent>, StoreError> {
+    decode_inbox_batch(bytes).map_err(|e| corrupt(format!("inbox batch {}", from_be(key)), e))
+}
+
+/// The indexes of a batch's events that come after `consumed`.
+fn unconsumed(batch: u64, len: usize, consumed: InboxSeq) -> std::ops::Range<usize> {
+    let from = if batch == batch_of(consumed) { index_of(consumed) + 1 } else { 0 };
+    from.min(len)..len
+}
+
+/// Moves the consumed position in `meta` forward to `seq` (never back).
+fn advance_cursor(meta: &TransactionalTree, seq: InboxSeq) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if meta.get(INBOX_CURSOR)?.is_none_or(|v| from_be(&v) < seq) {
+        meta.insert(INBOX_CURSOR, &be(seq))?;
+    }
+    Ok(())
 }
 
 fn tx_error(e: TransactionError<StoreError>) -> StoreError {
@@ -154,6 +223,8 @@ impl SledStore {
             by_fingerprint: db.open_tree("incident_by_fingerprint")?,
             by_message: db.open_tree("incident_by_message")?,
             inbox: db.open_tree("inbox")?,
+            cursor: Mutex::new(InboxCursor::default()),
+            pending: AtomicI64::new(0),
             outbox: db.open_tree("outbox")?,
             seen: db.open_tree("dedupe_keys")?,
             seen_by_expiry: db.open_tree("dedupe_keys_by_expiry")?,
@@ -164,22 +235,110 @@ impl SledStore {
             thread_messages: db.open_tree("thread_messages")?,
             db,
         };
-        match store.meta.get(LAYOUT_VERSION_KEY)? {
+        match store.meta.get(LAYOUT_VERSION_KEY)?.map(|v| from_be(&v)) {
             None => {
                 store.meta.insert(LAYOUT_VERSION_KEY, &be(LAYOUT_VERSION))?;
             }
-            Some(v) if from_be(&v) > LAYOUT_VERSION => {
+            Some(1) => store.migrate_from_layout_1()?,
+            Some(v) if v > LAYOUT_VERSION => {
                 return Err(corrupt(
                     "layout_version",
                     format!(
-                        "the data was written by a newer incident-commander (layout {}, this build knows {LAYOUT_VERSION}); upgrade the binary",
-                        from_be(&v)
+                        "the data was written by a newer incident-commander (layout {v}, this build knows {LAYOUT_VERSION}); upgrade the binary"
                     ),
                 ));
             }
             Some(_) => {}
         }
+        let consumed = store.meta.get(INBOX_CURSOR)?.map_or(0, |v| from_be(&v));
+        *store.cursor() = InboxCursor { consumed, written: consumed, cached: None, dropped_before: 0 };
+        let mut pending = 0;
+        for kv in store.inbox.range(be(batch_of(consumed))..) {
+            let (k, v) = kv?;
+            let events = read_batch(&k, &v)?;
+            pending += unconsumed(from_be(&k), events.len(), consumed).len();
+        }
+        store.pending.store(pending as i64, Ordering::SeqCst);
         Ok(store)
+    }
+
+    /// Layout 1 kept one inbox record per event under its position: each becomes a batch of
+    /// one, numbered one past its old position (sled's id generator is past every old position,
+    /// so new batches still come after). Layout 1's dedupe expiry entries are still read.
+    fn migrate_from_layout_1(&self) -> Result<(), StoreError> {
+        let old: Vec<(sled::IVec, sled::IVec)> = self.inbox.iter().collect::<Result<_, _>>()?;
+        let mut records = Vec::with_capacity(old.len());
+        for (k, v) in &old {
+            let event: InboxEvent = decode(v).map_err(|e| corrupt(format!("inbox event {}", from_be(k)), e))?;
+            records.push((be(from_be(k) + 1), encode_inbox_batch(&[&event])));
+        }
+        let result = (&self.meta, &self.inbox).transaction(|(meta, inbox)| {
+            for (k, _) in &old {
+                inbox.remove(k)?;
+            }
+            for (k, record) in &records {
+                inbox.insert(k, record.as_slice())?;
+            }
+            meta.insert(LAYOUT_VERSION_KEY, &be(LAYOUT_VERSION))?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        });
+        result.map_err(tx_error)?;
+        self.db.flush()?;
+        tracing::info!(events = old.len(), "sled data directory migrated to layout {LAYOUT_VERSION}");
+        Ok(())
+    }
+
+    fn cursor(&self) -> MutexGuard<'_, InboxCursor> {
+        // The cursor holds plain numbers and a cache: a panic elsewhere leaves it consistent.
+        self.cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The events of batch `batch`, from the cache when it holds that batch.
+    fn batch(&self, cursor: &mut InboxCursor, batch: u64) -> Result<Option<Arc<Vec<InboxEvent>>>, StoreError> {
+        if let Some((b, events)) = &cursor.cached
+            && *b == batch
+        {
+            return Ok(Some(events.clone()));
+        }
+        let Some(v) = self.inbox.get(be(batch))? else { return Ok(None) };
+        let events = Arc::new(read_batch(&be(batch), &v)?);
+        cursor.cached = Some((batch, events.clone()));
+        Ok(Some(events))
+    }
+
+    /// Writes the processor's place to `meta` and drops the records it has finished.
+    fn write_cursor(&self) -> Result<(), StoreError> {
+        let mut cursor = self.cursor();
+        let consumed = cursor.consumed;
+        if consumed == 0 {
+            return Ok(());
+        }
+        let last = batch_of(consumed);
+        let last_finished = self.batch(&mut cursor, last)?.is_none_or(|events| index_of(consumed) + 1 >= events.len());
+        let keep_from = if last_finished { last + 1 } else { last };
+        if consumed == cursor.written && keep_from <= cursor.dropped_before {
+            return Ok(());
+        }
+        let finished: Vec<sled::IVec> = self.inbox.range(..be(keep_from)).keys().collect::<Result<_, _>>()?;
+        let result = (&self.meta, &self.inbox).transaction(|(meta, inbox)| {
+            advance_cursor(meta, consumed)?;
+            for k in &finished {
+                inbox.remove(k)?;
+            }
+            Ok(())
+        });
+        result.map_err(tx_error)?;
+        cursor.written = consumed;
+        cursor.dropped_before = keep_from;
+        Ok(())
+    }
+
+    /// Marks `seq` consumed in memory (the next write of the cursor makes it durable).
+    fn consume(&self, cursor: &mut InboxCursor, seq: InboxSeq) {
+        if seq > cursor.consumed {
+            cursor.consumed = seq;
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     fn read_incident(&self, raw: Option<sled::IVec>) -> Result<Option<Incident>, StoreError> {
@@ -268,39 +427,82 @@ impl Store for SledStore {
     }
 
     fn accept_events(&self, events: &[(InboxEvent, Option<DedupeKey>)]) -> Result<Vec<Acceptance>, StoreError> {
-        let records: Vec<Vec<u8>> = events.iter().map(|(e, _)| encode(e)).collect();
+        // One record per batch and one dedupe expiry record per batch: the writes per event are
+        // its dedupe key alone.
         let result = (&self.inbox, &self.seen, &self.seen_by_expiry).transaction(|(inbox, seen, by_expiry)| {
             let mut out = Vec::with_capacity(events.len());
             let mut keys_in_batch = std::collections::HashSet::new();
-            for ((_, dedupe), record) in events.iter().zip(&records) {
+            let mut remembered: Vec<&str> = Vec::new();
+            let mut latest = 0;
+            let mut record: Vec<&InboxEvent> = Vec::new();
+            let mut batch = None;
+            let mut first_batch = None;
+            let mut accepted = 0;
+            for (event, dedupe) in events {
                 if let Some((key, until)) = dedupe {
-                    if !keys_in_batch.insert(key.clone()) || seen.get(key.as_bytes())?.is_some() {
+                    if !keys_in_batch.insert(key.as_str()) || seen.get(key.as_bytes())?.is_some() {
                         out.push(Acceptance::Duplicate);
                         continue;
                     }
                     seen.insert(key.as_bytes(), &be(ms(*until)))?;
-                    let mut expiry_key = be(ms(*until)).to_vec();
-                    expiry_key.extend_from_slice(key.as_bytes());
-                    by_expiry.insert(expiry_key, &[])?;
+                    remembered.push(key);
+                    latest = latest.max(ms(*until));
                 }
-                let seq = inbox.generate_id()?;
-                inbox.insert(&be(seq), record.as_slice())?;
-                out.push(Acceptance::Accepted(seq));
+                if record.len() == RECORD_EVENTS
+                    && let Some(full) = batch.take()
+                {
+                    inbox.insert(&be(full), encode_inbox_batch(&record))?;
+                    record.clear();
+                }
+                let number = match batch {
+                    Some(n) => n,
+                    None => {
+                        let n = inbox.generate_id()? + 1;
+                        first_batch.get_or_insert(n);
+                        batch = Some(n);
+                        n
+                    }
+                };
+                out.push(Acceptance::Accepted(position(number, record.len())));
+                record.push(event);
+                accepted += 1;
             }
-            Ok(out)
+            if let Some(n) = batch {
+                inbox.insert(&be(n), encode_inbox_batch(&record))?;
+            }
+            if let Some(n) = first_batch
+                && !remembered.is_empty()
+            {
+                let mut expiry_key = be(latest).to_vec();
+                expiry_key.extend_from_slice(&be(n));
+                by_expiry.insert(expiry_key, serde_json::to_vec(&remembered).expect("strings serialize"))?;
+            }
+            Ok((out, accepted))
         });
-        result.map_err(tx_error)
+        let (out, accepted) = result.map_err(tx_error)?;
+        self.pending.fetch_add(accepted, Ordering::SeqCst);
+        Ok(out)
     }
 
     fn next_inbox_event(&self) -> Result<Option<(InboxSeq, InboxEvent)>, StoreError> {
-        let Some((k, v)) = self.inbox.first()? else { return Ok(None) };
-        let seq = from_be(&k);
-        let event = decode(&v).map_err(|e| corrupt(format!("inbox event {seq}"), e))?;
-        Ok(Some((seq, event)))
+        let mut cursor = self.cursor();
+        let consumed = cursor.consumed;
+        // Usually the next event is in the batch in hand.
+        if let Some(events) = self.batch(&mut cursor, batch_of(consumed))?
+            && let Some(i) = unconsumed(batch_of(consumed), events.len(), consumed).next()
+        {
+            return Ok(Some((position(batch_of(consumed), i), events[i].clone())));
+        }
+        let next = self.inbox.range(be(batch_of(consumed) + 1)..).next().transpose()?;
+        let Some((k, v)) = next else { return Ok(None) };
+        let batch = from_be(&k);
+        let events = Arc::new(read_batch(&k, &v)?);
+        cursor.cached = Some((batch, events.clone()));
+        Ok(events.first().map(|e| (position(batch, 0), e.clone())))
     }
 
     fn inbox_len(&self) -> Result<usize, StoreError> {
-        Ok(self.inbox.len())
+        Ok(self.pending.load(Ordering::SeqCst).max(0) as usize)
     }
 
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
@@ -320,9 +522,9 @@ impl Store for SledStore {
     }
 
     fn commit(&self, commit: Commit) -> Result<Vec<OutboxSeq>, StoreError> {
-        // Most events change nothing but the inbox (chatter, duplicates, ignored alerts): one
-        // removal is atomic by itself, and keeps the eleven-tree transaction (which contends
-        // with the inbox writer) for the steps that need it.
+        // Most events change nothing but the inbox (chatter, duplicates, ignored alerts): they
+        // only move the cursor (see `InboxCursor`), and the ten-tree transaction (which contends
+        // with the inbox writer) is kept for the steps that need it.
         if let Commit {
             consumed: Some(seq),
             incident: None,
@@ -334,9 +536,17 @@ impl Store for SledStore {
         } = &commit
             && outbox.is_empty()
         {
-            self.inbox.remove(be(*seq))?;
+            let mut cursor = self.cursor();
+            self.consume(&mut cursor, *seq);
             return Ok(Vec::new());
         }
+        let mut cursor = self.cursor();
+        let dead_event: Option<serde_json::Value> = match (&commit.dead_letter, commit.consumed) {
+            (Some(_), Some(seq)) => self.batch(&mut cursor, batch_of(seq))?.and_then(|events| {
+                events.get(index_of(seq)).map(|e| serde_json::from_slice(&encode(e)).unwrap_or_default())
+            }),
+            _ => None,
+        };
         let outbox_records: Vec<Vec<u8>> = commit.outbox.iter().map(encode).collect();
         let alert_record = commit.alert.as_ref().map(encode);
         let thread_record = commit.thread_message.as_ref().map(|m| (message_index_key(&m.channel, &m.ts), encode(m)));
@@ -352,7 +562,6 @@ impl Store for SledStore {
             &self.open,
             &self.by_fingerprint,
             &self.by_message,
-            &self.inbox,
             &self.outbox,
             &self.dead_letters,
             &self.alerts,
@@ -361,9 +570,9 @@ impl Store for SledStore {
         ];
         let result = trees[..].transaction(|t| {
             let (meta, incidents, open, by_fingerprint, by_message) = (&t[0], &t[1], &t[2], &t[3], &t[4]);
-            let (inbox, outbox, dead, alerts, alerts_by_message) = (&t[5], &t[6], &t[7], &t[8], &t[9]);
+            let (outbox, dead, alerts, alerts_by_message, thread_messages) = (&t[5], &t[6], &t[7], &t[8], &t[9]);
             if let Some((key, record)) = &thread_record {
-                t[10].insert(key.as_slice(), record.as_slice())?;
+                thread_messages.insert(key.as_slice(), record.as_slice())?;
             }
             if let Some(record) = &alert_record {
                 let id = alerts.generate_id()?;
@@ -378,12 +587,9 @@ impl Store for SledStore {
                 alerts.insert(id, record.as_slice())?;
             }
             if let Some(seq) = commit.consumed {
-                let removed = inbox.remove(&be(seq))?;
-                if let (Some(reason), Some(event)) = (&commit.dead_letter, removed) {
-                    let record = serde_json::json!({
-                        "reason": reason,
-                        "event": serde_json::from_slice::<serde_json::Value>(&event).unwrap_or_default(),
-                    });
+                advance_cursor(meta, seq)?;
+                if let (Some(reason), Some(event)) = (&commit.dead_letter, &dead_event) {
+                    let record = serde_json::json!({"reason": reason, "event": event});
                     dead.insert(&be(seq), serde_json::to_vec(&record).expect("JSON values serialize"))?;
                 }
             }
@@ -398,7 +604,12 @@ impl Store for SledStore {
             }
             Ok(seqs)
         });
-        result.map_err(tx_error)
+        let seqs = result.map_err(tx_error)?;
+        if let Some(seq) = commit.consumed {
+            self.consume(&mut cursor, seq);
+            cursor.written = cursor.written.max(seq);
+        }
+        Ok(seqs)
     }
 
     fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
@@ -425,19 +636,23 @@ impl Store for SledStore {
         then: Option<&InboxEvent>,
     ) -> Result<(), StoreError> {
         let remembered = remember.map(|(k, d)| (k.to_string().into_bytes(), encode(d)));
-        let follow_up = then.map(encode);
+        let follow_up = then.map(|e| encode_inbox_batch(&[e]));
         let result = (&self.outbox, &self.message_refs, &self.inbox).transaction(|(outbox, refs, inbox)| {
             outbox.remove(&be(seq))?;
             if let Some((key, delivery)) = &remembered {
                 refs.insert(key.as_slice(), delivery.as_slice())?;
             }
-            if let Some(event) = &follow_up {
-                let n = inbox.generate_id()?;
-                inbox.insert(&be(n), event.as_slice())?;
+            if let Some(record) = &follow_up {
+                let batch = inbox.generate_id()? + 1;
+                inbox.insert(&be(batch), record.as_slice())?;
             }
             Ok(())
         });
-        result.map_err(tx_error)
+        result.map_err(tx_error)?;
+        if follow_up.is_some() {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
     fn put_message_ref(&self, key: &MessageKey, delivery: &Delivery) -> Result<(), StoreError> {
@@ -456,18 +671,28 @@ impl Store for SledStore {
         let cutoff = be(ms(now));
         let mut dropped = 0;
         for kv in self.seen_by_expiry.range(..cutoff.to_vec()) {
-            let (k, _) = kv?;
-            let key = &k[8..];
+            let (k, v) = kv?;
+            let until = from_be(&k[..8]);
+            // A batch's list of keys; layout 1 wrote one empty entry per key, the key after the time.
+            let keys: Vec<Vec<u8>> = if v.is_empty() {
+                vec![k[8..].to_vec()]
+            } else {
+                let keys: Vec<String> = serde_json::from_slice(&v)
+                    .map_err(|e| corrupt(format!("dedupe expiry {}", from_be(&k[8..])), e.to_string()))?;
+                keys.into_iter().map(String::into_bytes).collect()
+            };
             let result = (&self.seen, &self.seen_by_expiry).transaction(|(seen, by_expiry)| {
-                // A key re-accepted later has a later expiry; only drop it if this entry is current.
-                if seen.get(key)?.is_some_and(|v| v.as_ref() == &k[..8]) {
-                    seen.remove(key)?;
+                for key in &keys {
+                    // A key accepted again after it expired has a later time: keep that one.
+                    if seen.get(key)?.is_some_and(|v| from_be(&v) <= until) {
+                        seen.remove(key.as_slice())?;
+                    }
                 }
                 by_expiry.remove(&k)?;
                 Ok::<_, ConflictableTransactionError<StoreError>>(())
             });
             result.map_err(tx_error)?;
-            dropped += 1;
+            dropped += keys.len();
         }
         Ok(dropped)
     }
@@ -492,6 +717,7 @@ impl Store for SledStore {
     }
 
     fn persist(&self) -> Result<(), StoreError> {
+        self.write_cursor()?;
         self.db.flush()?;
         Ok(())
     }
@@ -502,10 +728,14 @@ impl SledStore {
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let mut s = Snapshot { next_incident_id: self.next_incident_id()?.number(), ..Snapshot::default() };
         s.incidents = self.all_incidents()?;
-        for kv in self.inbox.iter() {
+        let consumed = self.cursor().consumed;
+        for kv in self.inbox.range(be(batch_of(consumed))..) {
             let (k, v) = kv?;
-            let n = from_be(&k);
-            s.inbox.push((n, decode(&v).map_err(|e| corrupt(format!("inbox event {n}"), e))?));
+            let batch = from_be(&k);
+            let events = read_batch(&k, &v)?;
+            for i in unconsumed(batch, events.len(), consumed) {
+                s.inbox.push((position(batch, i), events[i].clone()));
+            }
         }
         s.outbox = self.pending_outbox()?;
         for kv in self.seen.iter() {
