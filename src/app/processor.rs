@@ -94,6 +94,9 @@ pub struct Processor {
     tickets: Option<TicketQueue>,
     /// When dedupe keys are next cleared.
     next_dedupe_expiry: DateTime<Utc>,
+    /// Whether a commit since the last [`Processor::take_unflushed`] wrote more than the
+    /// consumption of its event: calls for egress, incidents that jobs start from.
+    unflushed: bool,
 }
 
 impl Processor {
@@ -120,6 +123,7 @@ impl Processor {
             evidence: None,
             tickets: None,
             next_dedupe_expiry,
+            unflushed: false,
         })
     }
 
@@ -143,6 +147,25 @@ impl Processor {
 
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Commits one step's writes, noting whether they are more than a consumed event.
+    fn commit(&mut self, commit: Commit) -> Result<Vec<crate::app::outbox::OutboxSeq>, StoreError> {
+        let consumption_only = matches!(
+            &commit,
+            Commit { consumed: Some(_), incident: None, dead_letter: None, alert: None, alert_update: None, thread_message: None, outbox }
+                if outbox.is_empty()
+        );
+        let seqs = self.store.commit(commit)?;
+        self.unflushed |= !consumption_only;
+        Ok(seqs)
+    }
+
+    /// Whether anything but consumed events was committed since the last call. Events consumed
+    /// without effects need no flush before the processor goes on: after a crash they are
+    /// handled again, to the same nothing.
+    pub fn take_unflushed(&mut self) -> bool {
+        std::mem::take(&mut self.unflushed)
     }
 
     /// Handles the oldest inbox event. `None` when the inbox is empty.
@@ -169,7 +192,7 @@ impl Processor {
             match request::resolve(request, self.store.as_ref(), &self.policy, now, self.workspace_url.as_deref())? {
                 Resolution::Event(derived) => self.apply(seq, *derived, now)?,
                 Resolution::Answer { origin, text, refused } => {
-                    self.store.commit(Commit {
+                    self.commit(Commit {
                         consumed: Some(seq),
                         outbox: answer(&origin, &text, now),
                         ..Commit::default()
@@ -179,20 +202,16 @@ impl Processor {
                 Resolution::Calls(ops) => {
                     let outbox =
                         ops.into_iter().map(|op| OutboxEntry { incident: None, op, created_at: now }).collect();
-                    self.store.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
+                    self.commit(Commit { consumed: Some(seq), outbox, ..Commit::default() })?;
                     self.done(seq, HandledAs::Answered, None, String::new())
                 }
                 Resolution::Remember(message) => {
                     let incident = Some(message.incident);
-                    self.store.commit(Commit {
-                        consumed: Some(seq),
-                        thread_message: Some(message),
-                        ..Commit::default()
-                    })?;
+                    self.commit(Commit { consumed: Some(seq), thread_message: Some(message), ..Commit::default() })?;
                     self.done(seq, HandledAs::Remembered, incident, String::new())
                 }
                 Resolution::Ignore(reason) => {
-                    self.store.commit(Commit { consumed: Some(seq), ..Commit::default() })?;
+                    self.commit(Commit { consumed: Some(seq), ..Commit::default() })?;
                     self.done(seq, HandledAs::Ignored, None, reason)
                 }
             };
@@ -237,7 +256,7 @@ impl Processor {
         let existing = match self.load(&event, target)? {
             Ok(existing) => existing,
             Err(text) => {
-                self.store.commit(Commit { consumed, outbox: answer(&origin, &text, now), ..Commit::default() })?;
+                self.commit(Commit { consumed, outbox: answer(&origin, &text, now), ..Commit::default() })?;
                 return Ok(self.done(seq, HandledAs::Refused, None, text));
             }
         };
@@ -260,7 +279,7 @@ impl Processor {
                     .unwrap_or_else(|| "unknown panic".into());
                 warn!(panic = what.as_str(), "decide panicked; the event is kept as a dead letter");
                 let reason = format!("decide panicked: {what}");
-                self.store.commit(Commit { consumed, dead_letter: Some(reason.clone()), ..Commit::default() })?;
+                self.commit(Commit { consumed, dead_letter: Some(reason.clone()), ..Commit::default() })?;
                 return Ok(self.done(seq, HandledAs::Failed, existing.map(|i| i.id), reason));
             }
         };
@@ -270,7 +289,7 @@ impl Processor {
                 let text = refusal.to_string();
                 outbox.extend(answer(&origin, &text, now));
                 outbox.extend(render::channel_entries(&channel_effects, now));
-                self.store.commit(Commit { consumed, outbox, ..Commit::default() })?;
+                self.commit(Commit { consumed, outbox, ..Commit::default() })?;
                 self.done(seq, HandledAs::Refused, None, text)
             }
             Ok(Outcome::Ignored { reason }) => {
@@ -281,7 +300,7 @@ impl Processor {
                 });
                 outbox.extend(render::channel_entries(&channel_effects, now));
                 let source = alert.as_ref().map(|a| a.alert.source.slug());
-                self.store.commit(Commit { consumed, alert, outbox, ..Commit::default() })?;
+                self.commit(Commit { consumed, alert, outbox, ..Commit::default() })?;
                 if let Some(source) = source {
                     self.metrics.alert_received(source);
                 }
@@ -302,7 +321,7 @@ impl Processor {
                 let change = IncidentChange::between(existing.as_ref(), &incident);
                 self.note_deadline(&incident);
                 let jobs = self.jobs(&incident, &effects, now);
-                self.store.commit(Commit {
+                self.commit(Commit {
                     consumed,
                     incident: Some(*incident),
                     outbox,
@@ -381,7 +400,7 @@ impl Processor {
         let summaries = render::channel_entries(&clear_weather(&mut self.storms, ctx), now);
         if !summaries.is_empty() {
             changed += summaries.len();
-            self.store.commit(Commit { outbox: summaries, ..Commit::default() })?;
+            self.commit(Commit { outbox: summaries, ..Commit::default() })?;
         }
         let due: Vec<IncidentId> = self.deadlines.iter().filter(|(_, t)| **t <= now).map(|(id, _)| *id).collect();
         for id in due {
@@ -401,7 +420,7 @@ impl Processor {
                     let outbox = render::outbox_entries(&updated, false, &effects, &Origin::default(), now);
                     self.note_deadline(&updated);
                     let jobs = self.jobs(&updated, &effects, now);
-                    self.store.commit(Commit { incident: Some(*updated), outbox, ..Commit::default() })?;
+                    self.commit(Commit { incident: Some(*updated), outbox, ..Commit::default() })?;
                     self.send_jobs(jobs);
                     changed += 1;
                 }
@@ -492,7 +511,9 @@ pub async fn run(mut processor: Processor, mut links: ProcessorLinks) {
             continue;
         }
         if handled > 0 {
-            if let Err(e) = links.commit.flush().await {
+            if processor.take_unflushed()
+                && let Err(e) = links.commit.flush().await
+            {
                 warn!(error = e.as_str(), "cannot flush processed events");
             }
             links.handled.send_modify(|n| *n += handled);

@@ -98,7 +98,7 @@ async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Byt
     if let Err(r) = verify(&state.verifier, &headers, &body) {
         return r.into_response();
     }
-    let envelope: Value = match serde_json::from_slice(&body) {
+    let mut envelope: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     };
@@ -108,15 +108,15 @@ async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Byt
             None => refuse(StatusCode::BAD_REQUEST, "url_verification without a challenge"),
         },
         Some("event_callback") => {
-            let Some(event_id) = envelope["event_id"].as_str() else {
+            let Some(event_id) = envelope["event_id"].as_str().map(str::to_string) else {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without event_id");
             };
             if !envelope["event"].is_object() {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without an event object");
             }
             let retry = retry_num(&headers);
-            let event = InboxEvent::SlackEvent { event_id: event_id.to_string(), event: envelope["event"].clone() };
             let key = format!("slack-event:{event_id}");
+            let event = InboxEvent::SlackEvent { event_id, event: envelope["event"].take() };
             match state.inbox.accept(event, Some(&key)).await {
                 Ok(acceptance) => {
                     log_acceptance("event", Some(&key), acceptance, retry);

@@ -73,6 +73,22 @@ pub fn encode_inbox_batch(events: &[&InboxEvent]) -> Vec<u8> {
 /// Reads a batch record; its events are read (or upgraded) like single event records of the
 /// version the batch names.
 pub fn decode_inbox_batch(bytes: &[u8]) -> Result<Vec<InboxEvent>, String> {
+    // The batch this build wrote: read straight into events, without a JSON tree in between.
+    #[derive(Deserialize)]
+    struct Current {
+        v: u32,
+        data: CurrentBatch,
+    }
+    #[derive(Deserialize)]
+    struct CurrentBatch {
+        event_v: u32,
+        events: Vec<InboxEvent>,
+    }
+    if let Ok(Current { v: INBOX_BATCH_VERSION, data }) = serde_json::from_slice::<Current>(bytes)
+        && data.event_v == InboxEvent::VERSION
+    {
+        return Ok(data.events);
+    }
     let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| format!("not a record envelope: {e}"))?;
     if env.v != INBOX_BATCH_VERSION {
         return Err(format!("an inbox batch of record v{}, this build reads v{INBOX_BATCH_VERSION}", env.v));
