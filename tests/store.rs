@@ -12,7 +12,9 @@ use std::sync::Arc;
 use common::*;
 use incident_commander::app::inbox::{InboxEvent, Origin, SlashCommand};
 use incident_commander::app::outbox::{ChannelRef, Delivery, MessageKey, OutboxEntry, SlackOp};
-use incident_commander::app::store::{Acceptance, Commit, LoggedAlert, Place, Store, StoreError, ThreadMessage};
+use incident_commander::app::store::{
+    Acceptance, Commit, DedupeKey, LoggedAlert, Place, Store, StoreError, ThreadMessage,
+};
 use incident_commander::domain::alert::Transition;
 use incident_commander::domain::decide::{Action, Context, Event, Outcome, State, decide};
 use incident_commander::domain::ids::{ChannelId, IncidentId, Priority, UserId};
@@ -37,6 +39,18 @@ fn alert_event(monitor: &str) -> InboxEvent {
         incident: None,
         origin: Origin::default(),
     }
+}
+
+/// Accepts a batch without dedupe keys (so nothing is a duplicate): the events' positions.
+fn accept_all(s: &dyn Store, batch: &[(InboxEvent, Option<DedupeKey>)]) -> Vec<u64> {
+    s.accept_events(batch)
+        .unwrap()
+        .into_iter()
+        .map(|a| match a {
+            Acceptance::Accepted(seq) => seq,
+            Acceptance::Duplicate => panic!("no keys, no duplicates"),
+        })
+        .collect()
 }
 
 fn root_key() -> MessageKey {
@@ -152,14 +166,7 @@ mod contract {
 
     pub fn the_inbox_is_oldest_first(s: &dyn Store) {
         let batch: Vec<_> = ["1", "2", "3"].iter().map(|m| (alert_event(m), None)).collect();
-        let results = s.accept_events(&batch).unwrap();
-        let seqs: Vec<u64> = results
-            .iter()
-            .map(|r| match r {
-                Acceptance::Accepted(seq) => *seq,
-                Acceptance::Duplicate => panic!("no keys, no duplicates"),
-            })
-            .collect();
+        let seqs = accept_all(s, &batch);
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         for (seq, monitor) in seqs.iter().zip(["1", "2", "3"]) {
             let (next, event) = s.next_inbox_event().unwrap().unwrap();
@@ -422,15 +429,7 @@ fn sled_consumption_without_effects_is_durable_at_the_next_persist() {
     let seqs: Vec<u64> = {
         let s = SledStore::open(dir.path()).unwrap();
         let batch: Vec<_> = ["1", "2", "3", "4"].iter().map(|m| (alert_event(m), None)).collect();
-        let seqs = s
-            .accept_events(&batch)
-            .unwrap()
-            .into_iter()
-            .map(|a| match a {
-                Acceptance::Accepted(seq) => seq,
-                Acceptance::Duplicate => panic!("no keys"),
-            })
-            .collect();
+        let seqs = accept_all(&s, &batch);
         s.persist().unwrap();
         for _ in 0..2 {
             let (seq, _) = s.next_inbox_event().unwrap().unwrap();
@@ -517,15 +516,7 @@ fn a_sled_batch_larger_than_a_record_keeps_its_order() {
         },
     };
     let batch: Vec<_> = (0..(1 << 16) + 3).map(|_| (event.clone(), None)).collect();
-    let seqs: Vec<u64> = s
-        .accept_events(&batch)
-        .unwrap()
-        .into_iter()
-        .map(|a| match a {
-            Acceptance::Accepted(seq) => seq,
-            Acceptance::Duplicate => panic!("no keys"),
-        })
-        .collect();
+    let seqs = accept_all(&s, &batch);
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "positions grow through the record boundary");
     assert_eq!(s.inbox_len().unwrap(), batch.len());
     for expected in &seqs[..(1 << 16) + 1] {
