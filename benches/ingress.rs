@@ -2,7 +2,9 @@
 //! through its one writer, 200), next to a trivial axum handler measured in the same run, on sled
 //! and (with `DATABASE_URL`) on PostgreSQL, with a verdict against the targets.
 //!
-//! `cargo bench --bench ingress` (optionally `-- <events> <concurrency>`).
+//! `cargo bench --bench ingress` (optionally `-- <events> <concurrency>`). With `INGRESS_BENCH_LOGS=1`
+//! the process logs as `serve` does (JSON lines on stderr at `info`, two per event), which is what a
+//! deployment pays; send stderr somewhere (`2>/dev/null`).
 
 mod common;
 
@@ -127,6 +129,9 @@ fn main() {
     let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
     incident_commander::tls::install_crypto_provider();
+    if std::env::var_os("INGRESS_BENCH_LOGS").is_some() {
+        incident_commander::cli::init_tracing();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sled = incident_commander::store::open_embedded(dir.path()).unwrap();

@@ -220,12 +220,14 @@ impl Processor {
 
     fn done(&self, seq: InboxSeq, outcome: HandledAs, incident: Option<IncidentId>, detail: String) -> Handled {
         self.metrics.processed(outcome.as_str());
-        info!(
-            outcome = outcome.as_str(),
-            incident = incident.map(|i| i.to_string()),
-            detail = detail.as_str(),
-            "handled"
-        );
+        // Chatter and other events that change nothing are most of a busy workspace's traffic:
+        // they are logged at debug, the rest at info.
+        let id = incident.map(|i| i.to_string());
+        if outcome == HandledAs::Ignored {
+            tracing::debug!(outcome = outcome.as_str(), incident = id, detail = detail.as_str(), "handled");
+        } else {
+            info!(outcome = outcome.as_str(), incident = id, detail = detail.as_str(), "handled");
+        }
         Handled { seq, outcome, incident, detail }
     }
 

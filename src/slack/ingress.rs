@@ -79,11 +79,12 @@ fn retry_num(headers: &HeaderMap) -> &str {
     headers.get("x-slack-retry-num").and_then(|v| v.to_str().ok()).unwrap_or("0")
 }
 
-/// Logs what became of a delivery the same way for every kind: accepted with its inbox position,
-/// or a redelivery (same event id or trigger id) recognised and ignored.
+/// Logs what became of a delivery the same way for every kind: accepted with its inbox position
+/// (at debug: the processor's line for the event says what it came to), or a redelivery (same
+/// event id or trigger id) recognised and ignored.
 pub fn log_acceptance(what: &'static str, key: Option<&str>, acceptance: Acceptance, retry: &str) {
     match acceptance {
-        Acceptance::Accepted(seq) => info!(kind = what, key, seq, retry, "accepted"),
+        Acceptance::Accepted(seq) => tracing::debug!(kind = what, key, seq, retry, "accepted"),
         Acceptance::Duplicate => info!(kind = what, key, retry, "duplicate delivery ignored"),
     }
 }
