@@ -151,11 +151,7 @@ impl Processor {
 
     /// Commits one step's writes, noting whether they are more than a consumed event.
     fn commit(&mut self, commit: Commit) -> Result<Vec<crate::app::outbox::OutboxSeq>, StoreError> {
-        let consumption_only = matches!(
-            &commit,
-            Commit { consumed: Some(_), incident: None, dead_letter: None, alert: None, alert_update: None, thread_message: None, outbox }
-                if outbox.is_empty()
-        );
+        let consumption_only = commit.consumption_only().is_some();
         let seqs = self.store.commit(commit)?;
         self.unflushed |= !consumption_only;
         Ok(seqs)

@@ -117,6 +117,26 @@ pub struct Commit {
     pub thread_message: Option<ThreadMessage>,
 }
 
+impl Commit {
+    /// The event it consumes, when consuming it is all the commit does (chatter, duplicates,
+    /// ignored messages): nothing for egress, no state, so a backend may make it cheap and the
+    /// processor need not flush for it.
+    pub fn consumption_only(&self) -> Option<InboxSeq> {
+        match self {
+            Commit {
+                consumed: Some(seq),
+                incident: None,
+                dead_letter: None,
+                alert: None,
+                alert_update: None,
+                thread_message: None,
+                outbox,
+            } if outbox.is_empty() => Some(*seq),
+            _ => None,
+        }
+    }
+}
+
 /// A message in an incident's thread or channel, as the bot saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadMessage {

@@ -39,12 +39,17 @@ pub fn encode<T: Versioned>(value: &T) -> Vec<u8> {
 
 pub fn decode<T: Versioned>(bytes: &[u8]) -> Result<T, String> {
     let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| format!("not a record envelope: {e}"))?;
-    if env.v == T::VERSION {
-        serde_json::from_value(env.data).map_err(|e| e.to_string())
-    } else if env.v < T::VERSION {
-        T::upgrade(env.v, env.data)
+    read_version(env.v, env.data)
+}
+
+/// Reads `data` written as version `v` of `T`: as it is, upgraded, or refused when newer.
+fn read_version<T: Versioned>(v: u32, data: serde_json::Value) -> Result<T, String> {
+    if v == T::VERSION {
+        serde_json::from_value(data).map_err(|e| e.to_string())
+    } else if v < T::VERSION {
+        T::upgrade(v, data)
     } else {
-        Err(format!("written by a newer version (record v{}, this build reads up to v{})", env.v, T::VERSION))
+        Err(format!("written by a newer version (record v{v}, this build reads up to v{})", T::VERSION))
     }
 }
 
@@ -94,15 +99,7 @@ pub fn decode_inbox_batch(bytes: &[u8]) -> Result<Vec<InboxEvent>, String> {
         return Err(format!("an inbox batch of record v{}, this build reads v{INBOX_BATCH_VERSION}", env.v));
     }
     let batch: InboxBatchIn = serde_json::from_value(env.data).map_err(|e| e.to_string())?;
-    let read = |data: serde_json::Value| match batch.event_v {
-        v if v == InboxEvent::VERSION => serde_json::from_value(data).map_err(|e| e.to_string()),
-        v if v < InboxEvent::VERSION => InboxEvent::upgrade(v, data),
-        v => Err(format!(
-            "written by a newer version (inbox event v{v}, this build reads up to v{})",
-            InboxEvent::VERSION
-        )),
-    };
-    batch.events.into_iter().map(read).collect()
+    batch.events.into_iter().map(|data| read_version(batch.event_v, data)).collect()
 }
 
 impl Versioned for Incident {

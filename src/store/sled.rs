@@ -525,19 +525,9 @@ impl Store for SledStore {
         // Most events change nothing but the inbox (chatter, duplicates, ignored alerts): they
         // only move the cursor (see `InboxCursor`), and the ten-tree transaction (which contends
         // with the inbox writer) is kept for the steps that need it.
-        if let Commit {
-            consumed: Some(seq),
-            incident: None,
-            dead_letter: None,
-            alert: None,
-            alert_update: None,
-            thread_message: None,
-            outbox,
-        } = &commit
-            && outbox.is_empty()
-        {
+        if let Some(seq) = commit.consumption_only() {
             let mut cursor = self.cursor();
-            self.consume(&mut cursor, *seq);
+            self.consume(&mut cursor, seq);
             return Ok(Vec::new());
         }
         let mut cursor = self.cursor();
