@@ -500,6 +500,50 @@ fn a_sled_directory_of_layout_1_is_migrated_on_open() {
     assert_eq!(s.inbox_len().unwrap(), 1);
 }
 
+/// A data directory of layout 2 (a tree of dedupe keys beside the per-batch expiry records)
+/// opens with its keys still refusing, read from the expiry records; an expired key stays
+/// expired after reopening.
+#[test]
+fn a_sled_directory_of_layout_2_keeps_its_dedupe_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (near, far) = (t0() + mins(60), t0() + mins(120));
+    {
+        // Layout 2 as that build wrote it: `inbox` batch number -> batch record, `dedupe_keys`
+        // key -> expiry, `dedupe_keys_by_expiry` latest expiry ++ batch number -> JSON key list.
+        let db = ::sled::open(dir.path().join("db")).unwrap();
+        let batch = [alert_event("1"), alert_event("2")];
+        let record = incident_commander::store::records::encode_inbox_batch(&[&batch[0], &batch[1]]);
+        db.open_tree("inbox").unwrap().insert(1u64.to_be_bytes(), record).unwrap();
+        let ms = |t: chrono::DateTime<chrono::Utc>| (t.timestamp_millis() as u64).to_be_bytes();
+        let keys = db.open_tree("dedupe_keys").unwrap();
+        keys.insert("Ev1", &ms(near)).unwrap();
+        keys.insert("Ev2", &ms(far)).unwrap();
+        let by_expiry = db.open_tree("dedupe_keys_by_expiry").unwrap();
+        let mut first = ms(near).to_vec();
+        first.extend_from_slice(&1u64.to_be_bytes());
+        by_expiry.insert(first, br#"["Ev1"]"#).unwrap();
+        let mut second = ms(far).to_vec();
+        second.extend_from_slice(&2u64.to_be_bytes());
+        by_expiry.insert(second, br#"["Ev2"]"#).unwrap();
+        db.open_tree("meta").unwrap().insert("layout_version", &2u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.inbox_len().unwrap(), 2);
+    assert_eq!(s.accept_event(&alert_event("1"), Some(("Ev1", far))).unwrap(), Acceptance::Duplicate);
+    assert_eq!(s.accept_event(&alert_event("2"), Some(("Ev2", far))).unwrap(), Acceptance::Duplicate);
+    assert_eq!(s.expire_dedupe_keys(near + mins(1)).unwrap(), 1, "Ev1's record is due, Ev2's is not");
+    s.persist().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.accept_event(&alert_event("2"), Some(("Ev2", far))).unwrap(), Acceptance::Duplicate);
+    assert!(
+        matches!(s.accept_event(&alert_event("1"), Some(("Ev1", far))).unwrap(), Acceptance::Accepted(_)),
+        "an expired key does not come back on reopening"
+    );
+    assert_eq!(s.snapshot().unwrap().dedupe_keys.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["Ev1", "Ev2"]);
+}
+
 /// A write larger than one inbox record spans several, in order, without positions colliding.
 #[test]
 fn a_sled_batch_larger_than_a_record_keeps_its_order() {

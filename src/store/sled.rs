@@ -1,6 +1,7 @@
 //! The sled backend of [`Store`]: one database in the data directory, one tree per kind of
 //! record and per index, multi-tree transactions for every write.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,7 +41,11 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// 1: one inbox record per event, keyed by its position.
 /// 2: one inbox record per accepted batch, consumption as a position in `meta`; dedupe expiry
 ///    records per batch.
-const LAYOUT_VERSION: u64 = 2;
+/// 3: no `dedupe_keys` tree: the expiry records are the only record of dedupe keys, and the keys
+///    are looked up in memory.
+const LAYOUT_VERSION: u64 = 3;
+/// The tree of dedupe keys (key -> expiry) that layouts 1 and 2 kept beside the expiry records.
+const OLD_DEDUPE_TREE: &[u8] = b"dedupe_keys";
 /// How long opening waits for a previous holder of the data directory to release it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -69,10 +74,13 @@ pub struct SledStore {
     /// `/metrics` asks for it. Briefly off by a batch while a write and a read cross.
     pending: AtomicI64,
     outbox: Tree,
-    /// dedupe key -> expiry (ms, big-endian).
-    seen: Tree,
+    /// Dedupe key -> expiry (ms), of every key remembered: read from `seen_by_expiry` on open
+    /// and kept up to date by the writes to it, so accepting an event costs no tree operation
+    /// per key. Held across the accepting transaction, whose outcome it decides.
+    seen: Mutex<HashMap<Box<str>, u64>>,
     /// expiry (ms, big-endian) ++ batch number -> the batch's dedupe keys (a JSON list), to
-    /// expire in time order. Layout 1 wrote one entry per key: expiry ++ key -> ().
+    /// expire in time order, written in the transaction that accepts the batch. Layout 1 wrote
+    /// one entry per key: expiry ++ key -> ().
     seen_by_expiry: Tree,
     /// message key -> delivery (channel, ts).
     message_refs: Tree,
@@ -153,6 +161,18 @@ fn corrupt(key: impl std::fmt::Display, reason: String) -> StoreError {
     StoreError::Corrupt { key: key.to_string(), reason }
 }
 
+/// The dedupe keys of an expiry record and their expiry (ms): a batch's JSON list, or one key
+/// after the time (layout 1's entries, with no value).
+fn expiry_record(key: &[u8], value: &[u8]) -> Result<(u64, Vec<Box<str>>), StoreError> {
+    let until = from_be(&key[..8]);
+    if value.is_empty() {
+        return Ok((until, vec![String::from_utf8_lossy(&key[8..]).into()]));
+    }
+    let keys: Vec<Box<str>> = serde_json::from_slice(value)
+        .map_err(|e| corrupt(format!("dedupe expiry {}", from_be(&key[8..])), e.to_string()))?;
+    Ok((until, keys))
+}
+
 fn read_batch(key: &[u8], bytes: &[u8]) -> Result<Vec<InboxEvent>, StoreError> {
     decode_inbox_batch(bytes).map_err(|e| corrupt(format!("inbox batch {}", from_be(key)), e))
 }
@@ -226,7 +246,7 @@ impl SledStore {
             cursor: Mutex::new(InboxCursor::default()),
             pending: AtomicI64::new(0),
             outbox: db.open_tree("outbox")?,
-            seen: db.open_tree("dedupe_keys")?,
+            seen: Mutex::new(HashMap::new()),
             seen_by_expiry: db.open_tree("dedupe_keys_by_expiry")?,
             message_refs: db.open_tree("message_refs")?,
             dead_letters: db.open_tree("dead_letters")?,
@@ -239,7 +259,15 @@ impl SledStore {
             None => {
                 store.meta.insert(LAYOUT_VERSION_KEY, &be(LAYOUT_VERSION))?;
             }
-            Some(1) => store.migrate_from_layout_1()?,
+            Some(1) => {
+                store.db.drop_tree(OLD_DEDUPE_TREE)?;
+                store.migrate_from_layout_1()?;
+            }
+            Some(2) => {
+                store.db.drop_tree(OLD_DEDUPE_TREE)?;
+                store.meta.insert(LAYOUT_VERSION_KEY, &be(LAYOUT_VERSION))?;
+                store.db.flush()?;
+            }
             Some(v) if v > LAYOUT_VERSION => {
                 return Err(corrupt(
                     "layout_version",
@@ -259,6 +287,16 @@ impl SledStore {
             pending += unconsumed(from_be(&k), events.len(), consumed).len();
         }
         store.pending.store(pending as i64, Ordering::SeqCst);
+        let mut seen = HashMap::new();
+        for kv in store.seen_by_expiry.iter() {
+            let (k, v) = kv?;
+            let (until, keys) = expiry_record(&k, &v)?;
+            for key in keys {
+                let expiry = seen.entry(key).or_insert(until);
+                *expiry = (*expiry).max(until);
+            }
+        }
+        *store.seen() = seen;
         Ok(store)
     }
 
@@ -291,6 +329,11 @@ impl SledStore {
     fn cursor(&self) -> MutexGuard<'_, InboxCursor> {
         // The cursor holds plain numbers and a cache: a panic elsewhere leaves it consistent.
         self.cursor.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn seen(&self) -> MutexGuard<'_, HashMap<Box<str>, u64>> {
+        // Keys are added only after their transaction committed: a panic leaves it consistent.
+        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The events of batch `batch`, from the cache when it holds that batch.
@@ -427,60 +470,59 @@ impl Store for SledStore {
     }
 
     fn accept_events(&self, events: &[(InboxEvent, Option<DedupeKey>)]) -> Result<Vec<Acceptance>, StoreError> {
-        // One record per batch and one dedupe expiry record per batch: the writes per event are
-        // its dedupe key alone.
-        let result = (&self.inbox, &self.seen, &self.seen_by_expiry).transaction(|(inbox, seen, by_expiry)| {
-            let mut out = Vec::with_capacity(events.len());
-            let mut keys_in_batch = std::collections::HashSet::new();
-            let mut remembered: Vec<&str> = Vec::new();
-            let mut latest = 0;
-            let mut record: Vec<&InboxEvent> = Vec::new();
-            let mut batch = None;
-            let mut first_batch = None;
-            let mut accepted = 0;
-            for (event, dedupe) in events {
-                if let Some((key, until)) = dedupe {
-                    if !keys_in_batch.insert(key.as_str()) || seen.get(key.as_bytes())?.is_some() {
-                        out.push(Acceptance::Duplicate);
-                        continue;
-                    }
-                    seen.insert(key.as_bytes(), &be(ms(*until)))?;
-                    remembered.push(key);
-                    latest = latest.max(ms(*until));
+        // Which events are duplicates is decided in memory, under the lock that also covers
+        // recording their keys once the transaction commits; the transaction writes one record
+        // per batch and one dedupe expiry record per batch, nothing per event.
+        let mut seen = self.seen();
+        let mut in_batch = HashSet::new();
+        let mut remembered: Vec<(&str, u64)> = Vec::new();
+        let mut accepted: Vec<&InboxEvent> = Vec::with_capacity(events.len());
+        let mut out = Vec::with_capacity(events.len());
+        for (event, dedupe) in events {
+            if let Some((key, until)) = dedupe {
+                if seen.contains_key(key.as_str()) || !in_batch.insert(key.as_str()) {
+                    out.push(Acceptance::Duplicate);
+                    continue;
                 }
-                if record.len() == RECORD_EVENTS
-                    && let Some(full) = batch.take()
-                {
-                    inbox.insert(&be(full), encode_inbox_batch(&record))?;
-                    record.clear();
-                }
-                let number = match batch {
-                    Some(n) => n,
-                    None => {
-                        let n = inbox.generate_id()? + 1;
-                        first_batch.get_or_insert(n);
-                        batch = Some(n);
-                        n
-                    }
-                };
-                out.push(Acceptance::Accepted(position(number, record.len())));
-                record.push(event);
-                accepted += 1;
+                remembered.push((key, ms(*until)));
             }
-            if let Some(n) = batch {
-                inbox.insert(&be(n), encode_inbox_batch(&record))?;
+            out.push(Acceptance::Accepted(0));
+            accepted.push(event);
+        }
+        let latest = remembered.iter().map(|(_, until)| *until).max().unwrap_or(0);
+        let keys: Vec<&str> = remembered.iter().map(|(key, _)| *key).collect();
+        let expiry_keys = serde_json::to_vec(&keys).expect("strings serialize");
+        let result = (&self.inbox, &self.seen_by_expiry).transaction(|(inbox, by_expiry)| {
+            // sled's ids are shared by every tree and drawn again when a transaction reruns:
+            // each record's number is the one its final run drew.
+            let mut numbers = Vec::with_capacity(accepted.len().div_ceil(RECORD_EVENTS));
+            for record in accepted.chunks(RECORD_EVENTS) {
+                let number = inbox.generate_id()? + 1;
+                inbox.insert(&be(number), encode_inbox_batch(record))?;
+                numbers.push(number);
             }
-            if let Some(n) = first_batch
-                && !remembered.is_empty()
+            if let Some(first) = numbers.first()
+                && !keys.is_empty()
             {
                 let mut expiry_key = be(latest).to_vec();
-                expiry_key.extend_from_slice(&be(n));
-                by_expiry.insert(expiry_key, serde_json::to_vec(&remembered).expect("strings serialize"))?;
+                expiry_key.extend_from_slice(&be(*first));
+                by_expiry.insert(expiry_key, expiry_keys.as_slice())?;
             }
-            Ok((out, accepted))
+            Ok(numbers)
         });
-        let (out, accepted) = result.map_err(tx_error)?;
-        self.pending.fetch_add(accepted, Ordering::SeqCst);
+        let numbers = result.map_err(tx_error)?;
+        for (key, until) in remembered {
+            seen.insert(key.into(), until);
+        }
+        drop(seen);
+        let mut next = 0;
+        for acceptance in &mut out {
+            if let Acceptance::Accepted(seq) = acceptance {
+                *seq = position(numbers[next / RECORD_EVENTS], next % RECORD_EVENTS);
+                next += 1;
+            }
+        }
+        self.pending.fetch_add(next as i64, Ordering::SeqCst);
         Ok(out)
     }
 
@@ -659,30 +701,27 @@ impl Store for SledStore {
 
     fn expire_dedupe_keys(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let cutoff = be(ms(now));
-        let mut dropped = 0;
+        let mut due = sled::Batch::default();
+        let mut expired = Vec::new();
         for kv in self.seen_by_expiry.range(..cutoff.to_vec()) {
             let (k, v) = kv?;
-            let until = from_be(&k[..8]);
-            // A batch's list of keys; layout 1 wrote one empty entry per key, the key after the time.
-            let keys: Vec<Vec<u8>> = if v.is_empty() {
-                vec![k[8..].to_vec()]
-            } else {
-                let keys: Vec<String> = serde_json::from_slice(&v)
-                    .map_err(|e| corrupt(format!("dedupe expiry {}", from_be(&k[8..])), e.to_string()))?;
-                keys.into_iter().map(String::into_bytes).collect()
-            };
-            let result = (&self.seen, &self.seen_by_expiry).transaction(|(seen, by_expiry)| {
-                for key in &keys {
-                    // A key accepted again after it expired has a later time: keep that one.
-                    if seen.get(key)?.is_some_and(|v| from_be(&v) <= until) {
-                        seen.remove(key.as_slice())?;
-                    }
+            expired.push(expiry_record(&k, &v)?);
+            due.remove(k);
+        }
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let mut seen = self.seen();
+        self.seen_by_expiry.apply_batch(due)?;
+        let mut dropped = 0;
+        for (until, keys) in expired {
+            for key in keys {
+                // A key accepted again after it expired has a later time: keep that one.
+                if seen.get(&key).is_some_and(|t| *t <= until) {
+                    seen.remove(&key);
                 }
-                by_expiry.remove(&k)?;
-                Ok::<_, ConflictableTransactionError<StoreError>>(())
-            });
-            result.map_err(tx_error)?;
-            dropped += keys.len();
+                dropped += 1;
+            }
         }
         Ok(dropped)
     }
@@ -728,12 +767,11 @@ impl SledStore {
             }
         }
         s.outbox = self.pending_outbox()?;
-        for kv in self.seen.iter() {
-            let (k, v) = kv?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let until = DateTime::<Utc>::from_timestamp_millis(from_be(&v) as i64).unwrap_or_default();
-            s.dedupe_keys.push((key, until));
+        for (key, until) in self.seen().iter() {
+            let until = DateTime::<Utc>::from_timestamp_millis(*until as i64).unwrap_or_default();
+            s.dedupe_keys.push((key.to_string(), until));
         }
+        s.dedupe_keys.sort();
         for kv in self.message_refs.iter() {
             let (k, v) = kv?;
             let key = String::from_utf8_lossy(&k).into_owned();
