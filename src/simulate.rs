@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::app::clock::ManualClock;
 use crate::app::evidence::{EvidenceJob, EvidenceQueue, InFlight};
-use crate::app::inbox::{InboxEvent, Origin};
+use crate::app::inbox::{InboxEvent, Origin, RawJson};
 use crate::app::metrics::Metrics;
 use crate::app::outbox::{ChannelRef, Form, MessageKey, OutboxEntry, SlackOp, ThreadRef};
 use crate::app::processor::{Handled, HandledAs, Processor};
@@ -53,10 +53,10 @@ pub fn simulate(
         Format::SlackEnvelope => {
             let event = value.get("event").ok_or_else(|| ParseError::new("event_callback without an event"))?;
             let event_id = value.get("event_id").and_then(Value::as_str).unwrap_or("Ev0SIMULATED").to_string();
-            vec![(InboxEvent::SlackEvent { event_id, event: event.clone() }, None)]
+            vec![(InboxEvent::SlackEvent { event_id, event: RawJson::of(event) }, None)]
         }
         Format::SlackMessage => {
-            vec![(InboxEvent::SlackEvent { event_id: "Ev0SIMULATED".into(), event: value.clone() }, None)]
+            vec![(InboxEvent::SlackEvent { event_id: "Ev0SIMULATED".into(), event: RawJson::of(&value) }, None)]
         }
         webhook => sources::read_webhook(webhook, &value, now)?
             .into_iter()

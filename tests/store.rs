@@ -573,13 +573,30 @@ fn a_sled_batch_larger_than_a_record_keeps_its_order() {
 
 /// Bytes written by each released record version, read back by this build.
 #[test]
-fn version_1_records_from_disk_still_read() {
+fn records_of_earlier_versions_from_disk_still_read() {
     let incident: Incident = decode(include_bytes!("data/incident_v1.json")).expect("v1 incident reads");
     assert_eq!(incident.id.to_string(), "INC-1");
     assert_eq!(incident.commander, Some(user(ALICE)));
     assert_eq!(incident.alerts.as_ref().unwrap().count, 1);
     let event: InboxEvent = decode(include_bytes!("data/inbox_event_v1.json")).expect("v1 inbox event reads");
     assert!(matches!(event, InboxEvent::Domain { event, .. } if matches!(*event, Event::Alert(_))));
+    // Version 1 kept a Slack event as an object (the shape of a Slack message event in a
+    // thread, as the Events API sends it); version 2 keeps its text.
+    let event: InboxEvent =
+        decode(include_bytes!("data/inbox_event_v1_slack_event.json")).expect("v1 Slack event reads");
+    let InboxEvent::SlackEvent { event_id, event } = &event else { panic!("{event:?}") };
+    assert_eq!(event_id, "Ev0PV52K25");
+    let message = event.parse().expect("the event's text is JSON");
+    assert_eq!((message["type"].as_str(), message["thread_ts"].as_str()), (Some("message"), Some("1762250000.000100")));
+    // A batch of such events, as layout 2 of the sled store wrote them.
+    let v1 = std::str::from_utf8(include_bytes!("data/inbox_event_v1_slack_event.json")).unwrap();
+    let data = &v1[v1.find(r#""data":"#).unwrap() + 7..v1.len() - 2];
+    let batch = format!(r#"{{"v":1,"data":{{"event_v":1,"events":[{data},{data}]}}}}"#);
+    let events = incident_commander::store::records::decode_inbox_batch(batch.as_bytes()).expect("a v1 batch reads");
+    assert_eq!(events.len(), 2);
+    assert!(matches!(&events[1], InboxEvent::SlackEvent { event, .. } if event.parse().unwrap() == message));
+    let current: InboxEvent = decode(include_bytes!("data/inbox_event_v2.json")).expect("v2 Slack event reads");
+    assert!(matches!(&current, InboxEvent::SlackEvent { event, .. } if event.parse().unwrap() == message));
     // Message keys were always written as text.
     let entry: OutboxEntry = serde_json::from_value(serde_json::json!({
         "incident": 3, "created_at": "2026-11-04T10:00:00Z",
@@ -608,7 +625,9 @@ fn regenerate_test_data() {
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     std::fs::write(dir.join("incident_v1.json"), encode(&open_incident(1))).unwrap();
-    std::fs::write(dir.join("inbox_event_v1.json"), encode(&alert_event("100"))).unwrap();
+    // The Slack event of `inbox_event_v1_slack_event.json`, as this build writes it.
+    let v1: InboxEvent = decode(include_bytes!("data/inbox_event_v1_slack_event.json")).unwrap();
+    std::fs::write(dir.join("inbox_event_v2.json"), encode(&v1)).unwrap();
 }
 
 /// What is particular to PostgreSQL: replicas on one database, elected leadership, fencing,

@@ -25,6 +25,34 @@ use crate::domain::incident::MessagePart;
 /// Position of an event in the inbox; later events have larger numbers, across restarts too.
 pub type InboxSeq = u64;
 
+/// A JSON value kept as the text it arrived in, checked to be JSON on the way in. Stored as a
+/// JSON string, so it is copied rather than built into a tree and written back out; the
+/// processor parses it once, when it reads the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(String);
+
+impl RawJson {
+    /// The text of a value that arrived as part of a larger payload.
+    pub fn from_raw(raw: &serde_json::value::RawValue) -> RawJson {
+        RawJson(raw.get().to_owned())
+    }
+
+    /// The JSON text of `value`.
+    pub fn of(value: &serde_json::Value) -> RawJson {
+        RawJson(value.to_string())
+    }
+
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+
+    /// The value as a tree.
+    pub fn parse(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
 /// An event accepted by ingress and not yet processed. It is on disk before the sender gets its
 /// acknowledgement, so nothing accepted is lost. Chat payloads are kept as the chat sent them and
 /// read by the processor, so a better reading of a payload also applies to the ones waiting.
@@ -34,8 +62,9 @@ pub enum InboxEvent {
     /// A domain event produced directly (alert webhooks, evidence, the CLI, tests), about
     /// `incident` when set.
     Domain { event: Box<Event>, incident: Option<IncidentId>, origin: Origin },
-    /// A Slack Events API `event` object (message, reaction_added, app_mention, ...).
-    SlackEvent { event_id: String, event: serde_json::Value },
+    /// A Slack Events API `event` object (message, reaction_added, app_mention, ...), as sent.
+    /// Record version 1 kept it as an object.
+    SlackEvent { event_id: String, event: RawJson },
     /// A slash command invocation.
     SlashCommand { command: SlashCommand },
     /// A Block Kit interaction (button, select, modal submission), the `payload` JSON.

@@ -3,6 +3,7 @@
 //! Each handler verifies the signature over the raw body, rejects stale timestamps, deduplicates,
 //! persists the event to the inbox and answers at once; processing happens afterwards.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -12,14 +13,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::post;
 use secrecy::{ExposeSecret, SecretString};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::{SlackEventSignatureVerifier, SlackEventSignatureVerifierError};
 use tracing::info;
 
-use crate::app::inbox::InboxEvent;
 use crate::app::inbox::SlashCommand;
 use crate::app::inbox::{AcceptError, Inbox};
+use crate::app::inbox::{InboxEvent, RawJson};
 use crate::app::store::Acceptance;
 use crate::domain::ids::{ChannelId, UserId};
 pub use crate::http::{Rejection, refuse, rejection};
@@ -95,29 +97,42 @@ fn accept_failed(e: AcceptError) -> Response {
     refuse(StatusCode::SERVICE_UNAVAILABLE, "cannot store the event right now; Slack will retry")
 }
 
+/// The parts of an Events API envelope the bot reads: the event stays text (see `RawJson`).
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    challenge: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+}
+
 async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = verify(&state.verifier, &headers, &body) {
         return r.into_response();
     }
-    let mut envelope: Value = match serde_json::from_slice(&body) {
+    let envelope: Envelope = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
     };
-    match envelope["type"].as_str() {
-        Some("url_verification") => match envelope["challenge"].as_str() {
+    match envelope.kind.as_deref() {
+        Some("url_verification") => match envelope.challenge {
             Some(challenge) => Json(json!({"challenge": challenge})).into_response(),
             None => refuse(StatusCode::BAD_REQUEST, "url_verification without a challenge"),
         },
         Some("event_callback") => {
-            let Some(event_id) = envelope["event_id"].as_str().map(str::to_string) else {
+            let Some(event_id) = envelope.event_id.map(Cow::into_owned) else {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without event_id");
             };
-            if !envelope["event"].is_object() {
+            let Some(event) = envelope.event.filter(|e| e.get().starts_with('{')) else {
                 return refuse(StatusCode::BAD_REQUEST, "event_callback without an event object");
-            }
+            };
             let retry = retry_num(&headers);
             let key = format!("slack-event:{event_id}");
-            let event = InboxEvent::SlackEvent { event_id, event: envelope["event"].take() };
+            let event = InboxEvent::SlackEvent { event_id, event: RawJson::from_raw(event) };
             match state.inbox.accept(event, Some(&key)).await {
                 Ok(acceptance) => {
                     log_acceptance("event", Some(&key), acceptance, retry);

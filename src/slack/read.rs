@@ -35,7 +35,10 @@ impl SlackReader {
 impl Reader for SlackReader {
     fn read(&self, event: &InboxEvent, now: DateTime<Utc>) -> Request {
         match event {
-            InboxEvent::SlackEvent { event, .. } => self.slack_event(event, now),
+            InboxEvent::SlackEvent { event, .. } => match event.parse() {
+                Ok(event) => self.slack_event(&event, now),
+                Err(e) => Request::Ignore(format!("a Slack event that is not JSON: {e}")),
+            },
             InboxEvent::SlashCommand { command } => slash(command),
             InboxEvent::Interaction { payload } => interaction(payload),
             other => Request::Ignore(format!("{} events are not Slack events", other.kind())),

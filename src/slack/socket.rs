@@ -32,7 +32,7 @@ use tracing::{error, info, warn};
 use super::client::SlackApi;
 use super::ingress::{command_dedupe_key, interaction_dedupe_key, log_acceptance, slash_command_from_form};
 use crate::app::inbox::Inbox;
-use crate::app::inbox::InboxEvent;
+use crate::app::inbox::{InboxEvent, RawJson};
 use crate::app::metrics::Metrics;
 
 /// Settings for Socket Mode.
@@ -247,7 +247,8 @@ impl Link {
                 if !payload["event"].is_object() {
                     return Err("an events_api envelope without an event".into());
                 }
-                let event = InboxEvent::SlackEvent { event_id: event_id.to_string(), event: payload["event"].clone() };
+                let event =
+                    InboxEvent::SlackEvent { event_id: event_id.to_string(), event: RawJson::of(&payload["event"]) };
                 (event, Some(format!("slack-event:{event_id}")), "event")
             }
             Some("slash_commands") => {

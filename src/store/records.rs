@@ -107,7 +107,20 @@ impl Versioned for Incident {
 }
 
 impl Versioned for InboxEvent {
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
+
+    /// Version 1 kept a Slack event as an object; version 2 keeps its text (see `RawJson`).
+    fn upgrade(version: u32, mut data: serde_json::Value) -> Result<Self, String> {
+        if version != 1 {
+            return Err(format!("no upgrade from record version {version} to {}", Self::VERSION));
+        }
+        if data["kind"] == "slack_event"
+            && let Some(event) = data.get_mut("event")
+        {
+            *event = serde_json::Value::String(event.to_string());
+        }
+        serde_json::from_value(data).map_err(|e| e.to_string())
+    }
 }
 
 impl Versioned for OutboxEntry {

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -105,8 +105,9 @@ struct InboxCursor {
     consumed: InboxSeq,
     /// The position last written to `meta`.
     written: InboxSeq,
-    /// The batch read last, decoded: the processor takes its events one by one.
-    cached: Option<(u64, Arc<Vec<InboxEvent>>)>,
+    /// The batch read last, decoded: the processor takes its events out one by one (a slot
+    /// taken and asked for again, after a failed commit, is read from the record again).
+    cached: Option<(u64, Vec<Option<InboxEvent>>)>,
     /// Records of batches before this one are removed (0: not looked at since opening).
     dropped_before: u64,
 }
@@ -336,17 +337,40 @@ impl SledStore {
         self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The events of batch `batch`, from the cache when it holds that batch.
-    fn batch(&self, cursor: &mut InboxCursor, batch: u64) -> Result<Option<Arc<Vec<InboxEvent>>>, StoreError> {
-        if let Some((b, events)) = &cursor.cached
-            && *b == batch
-        {
-            return Ok(Some(events.clone()));
+    /// Batch `batch`'s events, into the cache (unless it holds that batch); `None` when the
+    /// record is gone.
+    fn load<'c>(
+        &self,
+        cursor: &'c mut InboxCursor,
+        batch: u64,
+    ) -> Result<Option<&'c mut Vec<Option<InboxEvent>>>, StoreError> {
+        if cursor.cached.as_ref().is_none_or(|(b, _)| *b != batch) {
+            let Some(v) = self.inbox.get(be(batch))? else { return Ok(None) };
+            cursor.cached = Some((batch, read_batch(&be(batch), &v)?.into_iter().map(Some).collect()));
         }
-        let Some(v) = self.inbox.get(be(batch))? else { return Ok(None) };
-        let events = Arc::new(read_batch(&be(batch), &v)?);
-        cursor.cached = Some((batch, events.clone()));
-        Ok(Some(events))
+        Ok(cursor.cached.as_mut().map(|(_, events)| events))
+    }
+
+    /// Takes the event at `seq` out of the cache, reading its record again when it was taken.
+    fn take(&self, cursor: &mut InboxCursor, seq: InboxSeq) -> Result<Option<InboxEvent>, StoreError> {
+        let Some(events) = self.load(cursor, batch_of(seq))? else { return Ok(None) };
+        if let Some(event) = events.get_mut(index_of(seq)).and_then(Option::take) {
+            return Ok(Some(event));
+        }
+        cursor.cached = None;
+        let Some(events) = self.load(cursor, batch_of(seq))? else { return Ok(None) };
+        Ok(events.get_mut(index_of(seq)).and_then(Option::take))
+    }
+
+    /// A copy of the event at `seq` (for a dead letter), from the record when it was taken.
+    fn event_at(&self, cursor: &mut InboxCursor, seq: InboxSeq) -> Result<Option<InboxEvent>, StoreError> {
+        let event = self.take(cursor, seq)?;
+        if let (Some(event), Some((_, events))) = (&event, cursor.cached.as_mut())
+            && let Some(slot) = events.get_mut(index_of(seq))
+        {
+            *slot = Some(event.clone());
+        }
+        Ok(event)
     }
 
     /// Writes the processor's place to `meta` and drops the records it has finished.
@@ -357,7 +381,7 @@ impl SledStore {
             return Ok(());
         }
         let last = batch_of(consumed);
-        let last_finished = self.batch(&mut cursor, last)?.is_none_or(|events| index_of(consumed) + 1 >= events.len());
+        let last_finished = self.load(&mut cursor, last)?.is_none_or(|events| index_of(consumed) + 1 >= events.len());
         let keep_from = if last_finished { last + 1 } else { last };
         if consumed == cursor.written && keep_from <= cursor.dropped_before {
             return Ok(());
@@ -529,18 +553,22 @@ impl Store for SledStore {
     fn next_inbox_event(&self) -> Result<Option<(InboxSeq, InboxEvent)>, StoreError> {
         let mut cursor = self.cursor();
         let consumed = cursor.consumed;
+        let in_hand = batch_of(consumed);
         // Usually the next event is in the batch in hand.
-        if let Some(events) = self.batch(&mut cursor, batch_of(consumed))?
-            && let Some(i) = unconsumed(batch_of(consumed), events.len(), consumed).next()
-        {
-            return Ok(Some((position(batch_of(consumed), i), events[i].clone())));
-        }
-        let next = self.inbox.range(be(batch_of(consumed) + 1)..).next().transpose()?;
-        let Some((k, v)) = next else { return Ok(None) };
-        let batch = from_be(&k);
-        let events = Arc::new(read_batch(&k, &v)?);
-        cursor.cached = Some((batch, events.clone()));
-        Ok(events.first().map(|e| (position(batch, 0), e.clone())))
+        let next = match self.load(&mut cursor, in_hand)? {
+            Some(events) => unconsumed(in_hand, events.len(), consumed).next().map(|i| position(in_hand, i)),
+            None => None,
+        };
+        let next = match next {
+            Some(seq) => seq,
+            None => {
+                let Some(key) = self.inbox.range(be(in_hand + 1)..).keys().next().transpose()? else {
+                    return Ok(None);
+                };
+                position(from_be(&key), 0)
+            }
+        };
+        Ok(self.take(&mut cursor, next)?.map(|event| (next, event)))
     }
 
     fn inbox_len(&self) -> Result<usize, StoreError> {
@@ -574,9 +602,9 @@ impl Store for SledStore {
         }
         let mut cursor = self.cursor();
         let dead_event: Option<serde_json::Value> = match (&commit.dead_letter, commit.consumed) {
-            (Some(_), Some(seq)) => self.batch(&mut cursor, batch_of(seq))?.and_then(|events| {
-                events.get(index_of(seq)).map(|e| serde_json::from_slice(&encode(e)).unwrap_or_default())
-            }),
+            (Some(_), Some(seq)) => {
+                self.event_at(&mut cursor, seq)?.map(|e| serde_json::from_slice(&encode(&e)).unwrap_or_default())
+            }
             _ => None,
         };
         let outbox_records: Vec<Vec<u8>> = commit.outbox.iter().map(encode).collect();
