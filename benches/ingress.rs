@@ -2,7 +2,7 @@
 //! through its one writer, 200), next to a trivial axum handler measured in the same run, on sled
 //! and (with `DATABASE_URL`) on PostgreSQL, with a verdict against the targets.
 //!
-//! `cargo bench --bench ingress` (optionally `-- <events> <concurrency>`). With `INGRESS_BENCH_LOGS=1`
+//! `cargo bench --bench ingress` (optionally `-- <events> <concurrency> <rounds>`). With `INGRESS_BENCH_LOGS=1`
 //! the process logs as `serve` does (JSON lines on stderr at `info`, two per event), which is what a
 //! deployment pays; send stderr somewhere (`2>/dev/null`).
 
@@ -28,7 +28,6 @@ channel = "C0ALERTS1"
 "#;
 
 struct Report {
-    name: &'static str,
     events: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
@@ -43,7 +42,7 @@ impl Report {
 }
 
 /// Sends `bodies` to `url` with `concurrency` requests in flight, signing each with a fresh timestamp.
-async fn run(name: &'static str, url: String, bodies: Vec<String>, concurrency: usize) -> Report {
+async fn run(url: String, bodies: Vec<String>, concurrency: usize) -> Report {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
     let queue = Arc::new(tokio::sync::Mutex::new(bodies.into_iter()));
     let started = Instant::now();
@@ -83,7 +82,7 @@ async fn run(name: &'static str, url: String, bodies: Vec<String>, concurrency: 
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
-    Report { name, events: latencies_us.len(), elapsed, latencies_us, errors }
+    Report { events: latencies_us.len(), elapsed, latencies_us, errors }
 }
 
 fn bodies(n: usize, tag: &str) -> Vec<String> {
@@ -100,24 +99,68 @@ fn bodies(n: usize, tag: &str) -> Vec<String> {
         .collect()
 }
 
-/// The bot on `store`: its ingress measured beside the trivial handler's, then the backlog drained.
+/// One measurement of the bot, with the trivial handler measured right before and right after
+/// it, so both sides see the same machine (a shared host swings by a third within a minute).
+struct Round {
+    bot: Report,
+    trivial: [Report; 2],
+}
+
+impl Round {
+    /// The trivial run of the two that was faster: a slow baseline never flatters the bot.
+    fn baseline(&self) -> &Report {
+        let [a, b] = &self.trivial;
+        if rate(b) > rate(a) { b } else { a }
+    }
+
+    fn throughput_ratio(&self) -> f64 {
+        rate(&self.bot) / rate(self.baseline())
+    }
+
+    fn p99_ratio(&self) -> f64 {
+        self.bot.percentile(0.99) / self.baseline().percentile(0.99)
+    }
+}
+
+fn rate(r: &Report) -> f64 {
+    r.events as f64 / r.elapsed.as_secs_f64()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// The bot on `store`: `rounds` of its ingress, each between two runs of the trivial handler at
+/// `trivial_url`, each round's backlog processed before the next (the time it took is returned).
 async fn measure_bot(
     name: &'static str,
     store: std::sync::Arc<dyn incident_commander::app::store::Store>,
+    trivial_url: &str,
     events: usize,
     concurrency: usize,
-) -> (Report, Duration) {
+    rounds: usize,
+) -> (Vec<Round>, Duration) {
     let sandbox = SlackSandbox::start(SandboxLimits::RELAXED).await.unwrap();
     let mut app = start_bot_on(&sandbox, POLICY, EgressLimits::slack(), None, Duration::from_secs(60), store).await;
     let mut role = app.role.clone();
     let _ = role.wait_for(|r| r.role == incident_commander::app::store::Role::Leader).await;
-    run("warm-up", format!("http://{}/slack/events", app.addr), bodies(500, &format!("W{name}")), concurrency).await;
-    let bot = run(name, format!("http://{}/slack/events", app.addr), bodies(events, name), concurrency).await;
-    let processing = Instant::now();
+    let bot_url = format!("http://{}/slack/events", app.addr);
+    run(bot_url.clone(), bodies(500, &format!("W{name}")), concurrency).await;
     app.wait_idle().await;
-    let drained = processing.elapsed();
+    let mut measured = Vec::new();
+    let mut drained = Duration::ZERO;
+    for round in 0..rounds {
+        let before = run(trivial_url.to_string(), bodies(events, &format!("T{round}")), concurrency).await;
+        let bot = run(bot_url.clone(), bodies(events, &format!("{name}{round}")), concurrency).await;
+        let after = run(trivial_url.to_string(), bodies(events, &format!("U{round}")), concurrency).await;
+        let processing = Instant::now();
+        app.wait_idle().await;
+        drained += processing.elapsed();
+        measured.push(Round { bot, trivial: [before, after] });
+    }
     app.shutdown().await.unwrap();
-    (bot, drained)
+    (measured, drained)
 }
 
 /// Targets (issue 14): at least half the trivial handler's throughput, ack p99 at most 3x its.
@@ -128,6 +171,7 @@ fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     let events: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let concurrency: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let rounds: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     incident_commander::tls::install_crypto_provider();
     if std::env::var_os("INGRESS_BENCH_LOGS").is_some() {
         incident_commander::cli::init_tracing();
@@ -149,59 +193,47 @@ fn main() {
         );
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let trivial_url = format!("http://{trivial_addr}/slack/events");
-        run("warm-up", trivial_url.clone(), bodies(500, "W1"), concurrency).await;
+        run(trivial_url.clone(), bodies(500, "W1"), concurrency).await;
 
-        let trivial = run("trivial axum handler", trivial_url.clone(), bodies(events, "T"), concurrency).await;
-        let mut bots = vec![measure_bot("incident-commander on sled", sled, events, concurrency).await];
+        let mut bots = vec![("incident-commander on sled", measure_bot("sled", sled, &trivial_url, events, concurrency, rounds).await)];
         let cleanup = match postgres {
             Some((store, cleanup)) => {
-                bots.push(measure_bot("incident-commander on PostgreSQL", store, events, concurrency).await);
+                let measured = measure_bot("PostgreSQL", store, &trivial_url, events, concurrency, rounds).await;
+                bots.push(("incident-commander on PostgreSQL", measured));
                 Some(cleanup)
             }
             None => None,
         };
-        // The baseline again after the bots, so a machine that got slower shows.
-        let trivial_after = run("trivial axum handler (again)", trivial_url, bodies(events, "U"), concurrency).await;
 
-        println!("\n{events} signed events, concurrency {concurrency}, loopback, one process\n");
-        println!("| endpoint | accepted | errors | events/s | ack p50 | ack p99 | backlog processed after |");
-        println!("|---|---|---|---|---|---|---|");
-        let rate = |r: &Report| r.events as f64 / r.elapsed.as_secs_f64();
-        for r in [&trivial, &trivial_after] {
+        println!("\n{events} signed events per run, concurrency {concurrency}, loopback, one process; {rounds} rounds per store, each the bot between two runs of the trivial handler\n");
+        println!("| round | endpoint | accepted | errors | events/s | ack p50 | ack p99 | throughput ratio | p99 ratio |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let line = |round: usize, name: &str, r: &Report, ratios: &str| {
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | |",
-                r.name,
+                "| {round} | {name} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {ratios} |",
                 r.events,
                 r.errors,
                 rate(r),
                 r.percentile(0.50),
                 r.percentile(0.99)
             );
-        }
-        for (r, drained) in &bots {
-            println!(
-                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} s |",
-                r.name,
-                r.events,
-                r.errors,
-                rate(r),
-                r.percentile(0.50),
-                r.percentile(0.99),
-                drained.as_secs_f64()
-            );
+        };
+        for (name, (rounds, _)) in &bots {
+            for (i, round) in rounds.iter().enumerate() {
+                line(i + 1, "trivial axum handler (before)", &round.trivial[0], " | ");
+                line(i + 1, name, &round.bot, &format!("{:.2}x | {:.1}x", round.throughput_ratio(), round.p99_ratio()));
+                line(i + 1, "trivial axum handler (after)", &round.trivial[1], " | ");
+            }
         }
         println!();
-        // Against the faster of the two baseline runs (the same machine swings by a third between
-        // them), so a slow baseline never flatters the bot.
-        let baseline = if rate(&trivial_after) > rate(&trivial) { &trivial_after } else { &trivial };
-        println!("(ratios against the faster trivial run: {:.0} events/s, ack p99 {:.2} ms)", rate(baseline), baseline.percentile(0.99));
-        for (r, _) in &bots {
-            let throughput = rate(r) / rate(baseline);
-            let p99 = r.percentile(0.99) / baseline.percentile(0.99);
+        println!("(each round's ratios are against the faster of its two trivial runs; the verdict takes the median round)");
+        for (name, (rounds, drained)) in &bots {
+            let throughput = median(rounds.iter().map(Round::throughput_ratio).collect());
+            let p99 = median(rounds.iter().map(Round::p99_ratio).collect());
             let verdict = if throughput >= THROUGHPUT_TARGET && p99 <= P99_TARGET { "PASS" } else { "FAIL" };
             println!(
-                "verdict: {verdict}: {} at {throughput:.2}x the trivial handler's throughput (target at least {THROUGHPUT_TARGET}x), ack p99 {p99:.1}x its (target at most {P99_TARGET}x)",
-                r.name
+                "verdict: {verdict}: {name} at {throughput:.2}x the trivial handler's throughput (target at least {THROUGHPUT_TARGET}x), ack p99 {p99:.1}x its (target at most {P99_TARGET}x); backlog processed {:.2} s after the runs",
+                drained.as_secs_f64()
             );
         }
         if bots.len() == 1 {
