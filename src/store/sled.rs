@@ -337,6 +337,12 @@ impl SledStore {
         self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Batch `batch`'s events as its record holds them; `None` when the record is gone.
+    fn read_record(&self, batch: u64) -> Result<Option<Vec<InboxEvent>>, StoreError> {
+        let Some(v) = self.inbox.get(be(batch))? else { return Ok(None) };
+        read_batch(&be(batch), &v).map(Some)
+    }
+
     /// Batch `batch`'s events, into the cache (unless it holds that batch); `None` when the
     /// record is gone.
     fn load<'c>(
@@ -345,8 +351,8 @@ impl SledStore {
         batch: u64,
     ) -> Result<Option<&'c mut Vec<Option<InboxEvent>>>, StoreError> {
         if cursor.cached.as_ref().is_none_or(|(b, _)| *b != batch) {
-            let Some(v) = self.inbox.get(be(batch))? else { return Ok(None) };
-            cursor.cached = Some((batch, read_batch(&be(batch), &v)?.into_iter().map(Some).collect()));
+            let Some(events) = self.read_record(batch)? else { return Ok(None) };
+            cursor.cached = Some((batch, events.into_iter().map(Some).collect()));
         }
         Ok(cursor.cached.as_mut().map(|(_, events)| events))
     }
@@ -362,15 +368,10 @@ impl SledStore {
         Ok(events.get_mut(index_of(seq)).and_then(Option::take))
     }
 
-    /// A copy of the event at `seq` (for a dead letter), from the record when it was taken.
-    fn event_at(&self, cursor: &mut InboxCursor, seq: InboxSeq) -> Result<Option<InboxEvent>, StoreError> {
-        let event = self.take(cursor, seq)?;
-        if let (Some(event), Some((_, events))) = (&event, cursor.cached.as_mut())
-            && let Some(slot) = events.get_mut(index_of(seq))
-        {
-            *slot = Some(event.clone());
-        }
-        Ok(event)
+    /// The event at `seq` read from its record (for a dead letter: the processor has taken it
+    /// out of the cache).
+    fn event_at(&self, seq: InboxSeq) -> Result<Option<InboxEvent>, StoreError> {
+        Ok(self.read_record(batch_of(seq))?.and_then(|events| events.into_iter().nth(index_of(seq))))
     }
 
     /// Writes the processor's place to `meta` and drops the records it has finished.
@@ -603,7 +604,7 @@ impl Store for SledStore {
         let mut cursor = self.cursor();
         let dead_event: Option<serde_json::Value> = match (&commit.dead_letter, commit.consumed) {
             (Some(_), Some(seq)) => {
-                self.event_at(&mut cursor, seq)?.map(|e| serde_json::from_slice(&encode(&e)).unwrap_or_default())
+                self.event_at(seq)?.map(|e| serde_json::from_slice(&encode(&e)).unwrap_or_default())
             }
             _ => None,
         };
