@@ -580,8 +580,9 @@ fn records_of_earlier_versions_from_disk_still_read() {
     assert_eq!(incident.alerts.as_ref().unwrap().count, 1);
     let event: InboxEvent = decode(include_bytes!("data/inbox_event_v1.json")).expect("v1 inbox event reads");
     assert!(matches!(event, InboxEvent::Domain { event, .. } if matches!(*event, Event::Alert(_))));
-    // Version 1 kept a Slack event as an object (the shape of a Slack message event in a
-    // thread, as the Events API sends it); version 2 keeps its text.
+    // Version 1 kept a Slack event as an object (a user's reply in a thread: the fields of the
+    // recorded captures `message_plain_user.json` plus `thread_ts` and `parent_user_id` as in
+    // `message_bot_in_thread.json`); version 2 keeps its text.
     let event: InboxEvent =
         decode(include_bytes!("data/inbox_event_v1_slack_event.json")).expect("v1 Slack event reads");
     let InboxEvent::SlackEvent { event_id, event } = &event else { panic!("{event:?}") };
