@@ -474,100 +474,31 @@ pub struct ProcessorLinks {
 /// Events handled per batch before the batch's writes are flushed and handed to egress.
 const BATCH: usize = 64;
 
-/// The processor's own OS thread, where its blocking work (store reads, decisions, commits)
-/// runs one job after another.
-///
-/// It runs at a lower scheduling priority than the runtime's workers ([`PROCESSOR_NICE`]): when
-/// the machine is saturated, acknowledging a delivery comes first (Slack retries what is not
-/// acknowledged within three seconds, and stops sending to an app that keeps failing), and
-/// deciding on what is already durable in the inbox takes the time left. An idle machine gives
-/// the processor all it asks for either way.
-struct ProcessorThread {
-    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
-}
-
-/// How much lower than the workers the processor's thread is scheduled (Linux nice, per thread).
-const PROCESSOR_NICE: i32 = 5;
-
-impl ProcessorThread {
-    fn start() -> std::io::Result<ProcessorThread> {
-        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        std::thread::Builder::new().name("ic-processor".into()).spawn(move || {
-            lower_priority(PROCESSOR_NICE);
-            // Ends when the processor's task drops its handle.
-            for job in queue {
-                job();
-            }
-        })?;
-        Ok(ProcessorThread { jobs })
-    }
-
-    /// Runs `f` on the thread; `Err` carries its panic.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::Result<T> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job = Box::new(move || {
-            let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(f)));
-        });
-        if self.jobs.send(job).is_err() {
-            return Err(Box::new("the processor thread has stopped"));
-        }
-        rx.await.unwrap_or_else(|_| Err(Box::new("the processor thread has stopped")))
-    }
-}
-
-/// Lowers the calling thread's scheduling priority by `nice` (Linux keeps nice per thread);
-/// elsewhere, or when refused, the thread keeps the process's priority.
-fn lower_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on the calling thread, no memory is passed.
-        let result = unsafe {
-            let tid = libc::gettid() as libc::id_t;
-            let current = libc::getpriority(libc::PRIO_PROCESS, tid);
-            libc::setpriority(libc::PRIO_PROCESS, tid, current + nice)
-        };
-        if result != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "the processor keeps the workers' priority");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
-}
-
 /// Runs the processor until shutdown: drains the inbox in batches (one flush per batch), checks
 /// timers on every tick, and finishes the batch in hand before stopping.
 pub async fn run(mut processor: Processor, mut links: ProcessorLinks) {
     let mut elsewhere = links.elsewhere.take();
     let mut interval = tokio::time::interval(links.tick_every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let thread = match ProcessorThread::start() {
-        Ok(thread) => thread,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the processor's thread; nothing will be processed");
-            links.shutdown.cancel();
-            return;
-        }
-    };
     loop {
-        let (p, handled, ticked) = thread
-            .run(move || {
-                let mut handled = 0u64;
-                let mut result = Ok(());
-                while handled < BATCH as u64 {
-                    match processor.step() {
-                        Ok(Some(_)) => handled += 1,
-                        Ok(None) => break,
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
+        let (p, handled, ticked) = tokio::task::spawn_blocking(move || {
+            let mut handled = 0u64;
+            let mut result = Ok(());
+            while handled < BATCH as u64 {
+                match processor.step() {
+                    Ok(Some(_)) => handled += 1,
+                    Ok(None) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
                     }
                 }
-                (processor, handled, result)
-            })
-            .instrument(info_span!("batch"))
-            .await
-            .expect("the processor thread does not panic: decide panics are caught");
+            }
+            (processor, handled, result)
+        })
+        .instrument(info_span!("batch"))
+        .await
+        .expect("the processor thread does not panic: decide panics are caught");
         processor = p;
         if let Err(e) = ticked {
             warn!(error = %e, "storage error while processing; retrying shortly");
@@ -604,8 +535,8 @@ pub async fn run(mut processor: Processor, mut links: ProcessorLinks) {
         tokio::select! {
             _ = links.wake.notified() => {}
             _ = other_replicas => {}
-            _ = interval.tick() => processor = run_tick(&thread, processor, &links).await,
-            _ = links.tick_now.notified() => processor = run_tick(&thread, processor, &links).await,
+            _ = interval.tick() => processor = run_tick(processor, &links).await,
+            _ = links.tick_now.notified() => processor = run_tick(processor, &links).await,
             _ = links.shutdown.cancelled() => {}
         }
     }
@@ -615,14 +546,13 @@ pub async fn run(mut processor: Processor, mut links: ProcessorLinks) {
     info!("processor stopped");
 }
 
-async fn run_tick(thread: &ProcessorThread, mut processor: Processor, links: &ProcessorLinks) -> Processor {
-    let (p, changed) = thread
-        .run(move || {
-            let changed = processor.tick();
-            (processor, changed)
-        })
-        .await
-        .expect("timer handling does not panic");
+async fn run_tick(mut processor: Processor, links: &ProcessorLinks) -> Processor {
+    let (p, changed) = tokio::task::spawn_blocking(move || {
+        let changed = processor.tick();
+        (processor, changed)
+    })
+    .await
+    .expect("timer handling does not panic");
     match changed {
         Ok(0) => {}
         Ok(n) => {
