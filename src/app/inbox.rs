@@ -189,7 +189,11 @@ const WRITE_BATCH: usize = 1024;
 /// The inbox's one writer: takes every request waiting, writes them all in one transaction,
 /// makes it durable once, then answers each. Concurrent writers would contend on the same trees
 /// and each wait for its own flush; one writer pays one transaction and one flush per batch.
-async fn write_inbox(store: Arc<dyn Store>, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
+async fn write_inbox(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    mut requests: mpsc::UnboundedReceiver<WriteRequest>,
+) {
     while let Some(first) = requests.recv().await {
         let mut batch = vec![first];
         let mut events = batch[0].events.len();
@@ -231,6 +235,7 @@ async fn write_inbox(store: Arc<dyn Store>, mut requests: mpsc::UnboundedReceive
         .await;
         match written {
             Ok(Ok(results)) => {
+                metrics.inbox_writes.inc();
                 let mut results = results.into_iter();
                 for (reply, n) in replies.into_iter().zip(sizes) {
                     let _ = reply.send(Ok(results.by_ref().take(n).collect()));
@@ -277,7 +282,7 @@ impl Inbox {
     ) -> Result<Inbox, StoreError> {
         let backlog = store.inbox_len()? as u64;
         let (writer, requests) = mpsc::unbounded_channel();
-        tokio::spawn(write_inbox(store.clone(), requests));
+        tokio::spawn(write_inbox(store.clone(), metrics.clone(), requests));
         Ok(Inbox { store, commit, writer, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) })
     }
 

@@ -103,6 +103,9 @@ pub struct Metrics {
     pub datadog_budget_remaining: Gauge,
     pub inbox_depth: Gauge,
     pub outbox_depth: Gauge,
+    /// Transactions the inbox's writer made durable, one flush each: `events_accepted` over this
+    /// is how many events a flush carries.
+    pub inbox_writes: Counter,
     /// Socket Mode reconnects forced by the silence watchdog.
     pub socket_watchdog_reconnects: Counter,
     /// 1 while this replica is the leader, 0 while it follows.
@@ -137,6 +140,7 @@ impl Metrics {
             datadog_budget_remaining: Gauge::default(),
             inbox_depth: Gauge::default(),
             outbox_depth: Gauge::default(),
+            inbox_writes: Counter::default(),
             socket_watchdog_reconnects: Counter::default(),
             leader: Gauge::default(),
             role_since: Gauge::default(),
@@ -177,6 +181,11 @@ impl Metrics {
         );
         registry.register("inbox_depth", "Events waiting in the inbox", m.inbox_depth.clone());
         registry.register("outbox_depth", "Slack calls waiting in the outbox", m.outbox_depth.clone());
+        registry.register(
+            "inbox_writes",
+            "Batches of accepted events the inbox writer stored, each in one transaction and one flush",
+            m.inbox_writes.clone(),
+        );
         registry.register(
             "socket_watchdog_reconnects",
             "Socket Mode reconnects forced by the silence watchdog",
