@@ -186,14 +186,22 @@ struct WriteRequest {
 /// Most events the writer puts in one transaction.
 const WRITE_BATCH: usize = 1024;
 
+/// What the inbox's writer works with.
+struct Writer {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// Woken once per durable batch: waking the processor from every request of a batch ran
+    /// it about ten times per batch, each run a handoff to a blocking thread and back.
+    wake: Arc<Notify>,
+    /// The inbox's count of accepted events (see [`Inbox`]).
+    accepted: Arc<AtomicU64>,
+}
+
 /// The inbox's one writer: takes every request waiting, writes them all in one transaction,
 /// makes it durable once, then answers each. Concurrent writers would contend on the same trees
 /// and each wait for its own flush; one writer pays one transaction and one flush per batch.
-async fn write_inbox(
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-    mut requests: mpsc::UnboundedReceiver<WriteRequest>,
-) {
+async fn write_inbox(writer: Writer, mut requests: mpsc::UnboundedReceiver<WriteRequest>) {
+    let Writer { store, metrics, wake, accepted } = writer;
     while let Some(first) = requests.recv().await {
         let mut batch = vec![first];
         let mut events = batch[0].events.len();
@@ -236,6 +244,13 @@ async fn write_inbox(
         match written {
             Ok(Ok(results)) => {
                 metrics.inbox_writes.inc();
+                // Durable now. Counted before the processor is woken, so its count of handled
+                // events never passes this one.
+                let stored = results.iter().filter(|r| matches!(r, Acceptance::Accepted(_))).count() as u64;
+                if stored > 0 {
+                    accepted.fetch_add(stored, Ordering::SeqCst);
+                    wake.notify_one();
+                }
                 let mut results = results.into_iter();
                 for (reply, n) in replies.into_iter().zip(sizes) {
                     let _ = reply.send(Ok(results.by_ref().take(n).collect()));
@@ -280,10 +295,12 @@ impl Inbox {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<Inbox, StoreError> {
-        let backlog = store.inbox_len()? as u64;
+        let accepted = Arc::new(AtomicU64::new(store.inbox_len()? as u64));
         let (writer, requests) = mpsc::unbounded_channel();
-        tokio::spawn(write_inbox(store.clone(), metrics.clone(), requests));
-        Ok(Inbox { store, commit, writer, wake, metrics, clock, accepted: Arc::new(AtomicU64::new(backlog)) })
+        let task =
+            Writer { store: store.clone(), metrics: metrics.clone(), wake: wake.clone(), accepted: accepted.clone() };
+        tokio::spawn(write_inbox(task, requests));
+        Ok(Inbox { store, commit, writer, wake, metrics, clock, accepted })
     }
 
     /// The time on the bot's clock, for what ingress stamps on arrival.
@@ -347,13 +364,9 @@ impl Inbox {
         self.writer
             .send(WriteRequest { events, reply })
             .map_err(|_| AcceptError::Flush("the inbox writer has stopped".into()))?;
+        // Durable once answered: the writer made the whole batch durable, counted what it
+        // stored and woke the processor before answering.
         let results = answer.await.map_err(|_| AcceptError::Flush("the inbox writer has stopped".into()))??;
-        // Durable now: the writer made the whole batch durable before answering.
-        let accepted = results.iter().filter(|r| matches!(r, Acceptance::Accepted(_))).count() as u64;
-        if accepted > 0 {
-            self.accepted.fetch_add(accepted, Ordering::SeqCst);
-            self.wake.notify_one();
-        }
         for (kind, r) in kinds.iter().zip(&results) {
             let counter = match r {
                 Acceptance::Accepted(_) => &self.metrics.events_accepted,
