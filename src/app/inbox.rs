@@ -190,8 +190,8 @@ const WRITE_BATCH: usize = 1024;
 struct Writer {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    /// Woken once per durable batch: waking the processor from every request of a batch ran
-    /// it about ten times per batch, each run a handoff to a blocking thread and back.
+    /// Woken once per durable batch: woken by every request of a batch, the processor ran
+    /// several times per batch, each run a handoff to a blocking thread and back.
     wake: Arc<Notify>,
     /// The inbox's count of accepted events (see [`Inbox`]).
     accepted: Arc<AtomicU64>,
