@@ -179,9 +179,17 @@ async fn running_app_answers_health_and_processes_accepted_events() {
     assert_eq!(app.inbox.accept(alert_event("77"), Some("Ev77")).await.unwrap(), Acceptance::Duplicate);
     app.wait_handled(1).await;
     assert!(app.store.get_incident(IncidentId::FIRST).unwrap().is_some());
+    // Several events offered together (a webhook with several alerts) are one write. The same
+    // monitor again, so they join incident 1 rather than open more.
+    let together = vec![(alert_event("77"), Some("Ev78".to_string())), (alert_event("77"), Some("Ev79".to_string()))];
+    let results = app.inbox.accept_many(together).await.unwrap();
+    assert!(results.iter().all(|r| matches!(r, Acceptance::Accepted(_))), "{results:?}");
 
     let metrics = client.get(format!("http://{}/metrics", app.addr)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("incident_commander_incidents_opened_total 1"), "{metrics}");
     assert!(metrics.contains("incident_commander_events_duplicate_total{kind=\"domain\"} 1"), "{metrics}");
+    // One durable write per request here (each waited for the one before to be answered), the
+    // duplicate's included: three writes for four events.
+    assert!(metrics.contains("incident_commander_inbox_writes_total 3"), "{metrics}");
     app.shutdown().await.unwrap();
 }
