@@ -742,3 +742,40 @@ mod postgres_replicas {
         assert!(text.contains("version 99") && text.contains("upgrade the binary"), "{text}");
     }
 }
+
+/// On PostgreSQL, events consumed without effects are deleted together: the inbox's reads skip
+/// them at once, their rows go in one delete once 256 wait (or at the next persist), and a store
+/// opened before that (after a crash, or on the next leader) hands the undeleted ones out again.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_deletes_effect_free_consumptions_together() {
+    let Some(db) = common::pg::test_database() else { return };
+    let s = PgStore::open(&PgOptions::sole(&db.url)).unwrap();
+    let events: Vec<_> = (0..300).map(|i| (alert_event(&i.to_string()), None)).collect();
+    s.accept_events(&events).unwrap();
+    let rows = || db.query("SELECT count(*) FROM ic_inbox")[0].get::<_, i64>(0);
+    for handled in 1..=260 {
+        let (seq, _) = s.next_inbox_event().unwrap().expect("events are waiting");
+        s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+        assert_eq!(s.inbox_len().unwrap(), 300 - handled, "a consumed event leaves the inbox at once");
+    }
+    assert_eq!(rows(), 300 - 256, "the first 256 went in one delete, the next 4 wait");
+    let reopened = PgStore::open(&PgOptions::sole(&db.url)).unwrap();
+    assert_eq!(reopened.inbox_len().unwrap(), 44, "not deleted yet: handled again after a crash");
+    drop(reopened);
+    s.persist().unwrap();
+    assert_eq!(rows(), 40);
+    assert_eq!(s.inbox_len().unwrap(), 40);
+    let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+    s.commit(Commit { consumed: Some(seq), incident: Some(open_incident(1)), ..Commit::default() }).unwrap();
+    assert_eq!(rows(), 39, "a step that writes deletes its own event");
+    for _ in 0..2 {
+        let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+        s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+    }
+    assert_eq!(rows(), 39);
+    let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+    s.commit(Commit { consumed: Some(seq), incident: Some(open_incident(2)), ..Commit::default() }).unwrap();
+    assert_eq!(rows(), 36, "and the consumed ones waiting, in the same transaction");
+    assert_eq!(s.inbox_len().unwrap(), 36);
+}
