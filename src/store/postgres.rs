@@ -314,6 +314,9 @@ pub struct PgStore {
     unflushed: Arc<AtomicBool>,
     /// Inbox events consumed without effects and not deleted yet (see [`Store::commit`]).
     consumed: Mutex<Consumed>,
+    /// Held while consumed events are being deleted: one delete at a time, so two transactions
+    /// never delete the same rows (in different orders, which could deadlock).
+    deleting: Mutex<()>,
 }
 
 /// Most inbox events consumed without effects that wait for one delete.
@@ -376,6 +379,7 @@ impl PgStore {
             described: connector.describe(),
             unflushed: Arc::new(AtomicBool::new(false)),
             consumed: Mutex::new(Consumed::default()),
+            deleting: Mutex::new(()),
         })
     }
 
@@ -435,23 +439,39 @@ impl PgStore {
         consumed
     }
 
-    /// Takes the consumed events to delete. A delete that fails loses nothing: the rows stay and
-    /// are handled again.
-    fn take_consumed(&self) -> Vec<i64> {
-        std::mem::take(&mut self.consumed().seqs)
+    /// The consumed events waiting to be deleted. They stay in the list, so the inbox's reads
+    /// skip them, until [`PgStore::forget_deleted`] says their delete committed; a delete that
+    /// fails loses nothing: the next one takes them again.
+    fn consumed_waiting(&self) -> Vec<i64> {
+        self.consumed().seqs.clone()
     }
 
-    /// Deletes the consumed events waiting, in a leader's transaction of their own.
+    /// Drops `deleted` (an earlier [`PgStore::consumed_waiting`]) from the list once their rows
+    /// are gone.
+    fn forget_deleted(&self, deleted: &[i64]) {
+        let mut consumed = self.consumed();
+        if consumed.seqs.starts_with(deleted) {
+            consumed.seqs.drain(..deleted.len());
+        } else {
+            consumed.seqs.retain(|seq| !deleted.contains(seq));
+        }
+    }
+
+    /// Deletes the consumed events waiting, in a leader's transaction of their own. The caller
+    /// holds `deleting`.
     fn delete_consumed(&self) -> Result<(), StoreError> {
-        let seqs = self.take_consumed();
+        let seqs = self.consumed_waiting();
         if seqs.is_empty() {
             return Ok(());
         }
+        let deleted = seqs.clone();
         self.leader_transaction(move |tx| {
             tx.batch_execute("SET LOCAL synchronous_commit TO OFF").map_err(db_error)?;
             tx.execute("DELETE FROM ic_inbox WHERE seq = ANY($1)", &[&seqs]).map_err(db_error)?;
             Ok(())
-        })
+        })?;
+        self.forget_deleted(&deleted);
+        Ok(())
     }
 
     /// Whether the bot's tables hold anything.
@@ -1051,16 +1071,19 @@ impl Store for PgStore {
                 consumed.seqs.len()
             };
             if waiting >= CONSUMED_BATCH {
+                let _one_at_a_time = self.deleting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 self.delete_consumed()?;
             }
             return Ok(Vec::new());
         }
         let consumed = commit.consumed.map(|n| n as i64);
-        let earlier = self.take_consumed();
+        let _one_at_a_time = self.deleting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let earlier = self.consumed_waiting();
+        let deleted = earlier.clone();
         let dead_letter = commit.dead_letter.clone();
         let incident = commit.incident;
         self.unflushed.store(true, Ordering::SeqCst);
-        self.leader_transaction(move |tx| {
+        let seqs = self.leader_transaction(move |tx| {
             // A processing step does not wait for the disk: the processor persists once per
             // batch, before egress is told about its calls (see `persist`). Lost to a server
             // crash, a step is lost whole, with the consumption of its event, which is then
@@ -1111,7 +1134,9 @@ impl Store for PgStore {
                 seqs.push(seq(n));
             }
             Ok(seqs)
-        })
+        })?;
+        self.forget_deleted(&deleted);
+        Ok(seqs)
     }
 
     fn pending_outbox(&self) -> Result<Vec<(OutboxSeq, OutboxEntry)>, StoreError> {
@@ -1197,7 +1222,10 @@ impl Store for PgStore {
     fn persist(&self) -> Result<(), StoreError> {
         // Ingress persists too: a delete that fails (a replica that stopped leading) must not
         // fail the events it is making durable. The rows stay, to be handled again.
-        if let Err(e) = self.delete_consumed() {
+        // While the processor's step is deleting, the rest waits for the next delete.
+        if let Ok(_one_at_a_time) = self.deleting.try_lock()
+            && let Err(e) = self.delete_consumed()
+        {
             tracing::debug!(error = %e, "consumed inbox events not deleted yet");
         }
         if !self.unflushed.swap(false, Ordering::SeqCst) {
