@@ -322,6 +322,12 @@ pub struct PgStore {
 /// Most inbox events consumed without effects that wait for one delete.
 const CONSUMED_BATCH: usize = 256;
 
+/// Deletes the inbox rows of events consumed without effects (see [`Consumed`]).
+fn delete_inbox_rows(tx: &mut Transaction<'_>, seqs: &[i64]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM ic_inbox WHERE seq = ANY($1)", &[&seqs]).map_err(db_error)?;
+    Ok(())
+}
+
 /// Chatter and other events that change nothing are most of a busy workspace's traffic. Their
 /// rows are deleted together, with the next step that writes or once [`CONSUMED_BATCH`] wait,
 /// rather than each in a transaction of its own (about five round trips an event); until then
@@ -467,8 +473,7 @@ impl PgStore {
         let deleted = seqs.clone();
         self.leader_transaction(move |tx| {
             tx.batch_execute("SET LOCAL synchronous_commit TO OFF").map_err(db_error)?;
-            tx.execute("DELETE FROM ic_inbox WHERE seq = ANY($1)", &[&seqs]).map_err(db_error)?;
-            Ok(())
+            delete_inbox_rows(tx, &seqs)
         })?;
         self.forget_deleted(&deleted);
         Ok(())
@@ -1024,7 +1029,7 @@ impl Store for PgStore {
     }
 
     fn next_inbox_event(&self) -> Result<Option<(InboxSeq, InboxEvent)>, StoreError> {
-        let skip = self.consumed().seqs.clone();
+        let skip = self.consumed_waiting();
         self.run(move |c| {
             let row = c
                 .query_opt("SELECT seq, event FROM ic_inbox WHERE seq <> ALL($1) ORDER BY seq LIMIT 1", &[&skip])
@@ -1038,7 +1043,7 @@ impl Store for PgStore {
     }
 
     fn inbox_len(&self) -> Result<usize, StoreError> {
-        let skip = self.consumed().seqs.clone();
+        let skip = self.consumed_waiting();
         self.run(move |c| {
             let row = c.query_one("SELECT count(*) FROM ic_inbox WHERE seq <> ALL($1)", &[&skip]).map_err(db_error)?;
             Ok(row.get::<_, i64>(0) as usize)
@@ -1109,7 +1114,7 @@ impl Store for PgStore {
                 .map_err(db_error)?;
             }
             if !earlier.is_empty() {
-                tx.execute("DELETE FROM ic_inbox WHERE seq = ANY($1)", &[&earlier]).map_err(db_error)?;
+                delete_inbox_rows(tx, &earlier)?;
             }
             if let Some(n) = consumed {
                 let removed = tx.query_opt("DELETE FROM ic_inbox WHERE seq = $1 RETURNING event", &[&n]).map_err(db_error)?;
