@@ -380,11 +380,11 @@ const CRASH_DIR: &str = "INCIDENT_COMMANDER_TEST_CRASH_DIR";
 #[test]
 fn sled_acknowledged_write_survives_a_crash() {
     if let Ok(dir) = std::env::var(CRASH_DIR) {
-        // Child: accept, make durable (what ingress does before answering 200), then die without
-        // running destructors or a clean shutdown.
+        // Child: accept, make durable as the inbox's writer does before ingress answers 200,
+        // then die without running destructors or a clean shutdown.
         let s = SledStore::open(Path::new(&dir)).unwrap();
         s.accept_event(&alert_event("42"), Some(("EvCrash", t0() + mins(60)))).unwrap();
-        s.persist().unwrap();
+        s.persist_accepted().unwrap();
         std::process::abort();
     }
     let dir = tempfile::tempdir().unwrap();
@@ -460,6 +460,75 @@ fn sled_consumption_without_effects_is_durable_at_the_next_persist() {
     assert_eq!(s.next_inbox_event().unwrap(), Some((later, alert_event("5"))));
 }
 
+/// The inbox's writer makes a batch durable without writing the processor's place each time
+/// (each write of it is a transaction, two more log writes): events consumed without effects
+/// stay to be handed again after a crash until 1,024 of them wait, or any other persist.
+#[test]
+fn sled_writer_persists_write_the_processors_place_every_1024_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let consume = |s: &SledStore, n: usize| {
+        for _ in 0..n {
+            let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+            s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+        }
+    };
+    let batch: Vec<_> = (0..1100).map(|i| (alert_event(&i.to_string()), None)).collect();
+    let seqs = {
+        let s = SledStore::open(dir.path()).unwrap();
+        let seqs = accept_all(&s, &batch);
+        s.persist_accepted().unwrap();
+        consume(&s, 1000);
+        s.persist_accepted().unwrap();
+        seqs
+    };
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.inbox_len().unwrap(), 1100, "1,000 consumed: the place is not written yet");
+    consume(&s, 1024);
+    s.persist_accepted().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.inbox_len().unwrap(), 76, "1,024 consumed: the writer's persist wrote the place");
+    assert_eq!(s.next_inbox_event().unwrap().map(|(seq, _)| seq), Some(seqs[1024]));
+    consume(&s, 1);
+    s.persist().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.inbox_len().unwrap(), 75, "any other persist writes it at once");
+}
+
+/// A batch record carries its events' dedupe keys (one insert makes both durable); when the
+/// processor is done with the record and it is dropped, its keys move to an expiry record, and
+/// they refuse redeliveries and expire across reopening either way.
+#[test]
+fn sled_dedupe_keys_outlive_their_inbox_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (near, far) = (t0() + mins(60), t0() + mins(120));
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        let batch = vec![(alert_event("1"), Some(("Ev1".to_string(), near)))];
+        s.accept_events(&batch).unwrap();
+        s.persist_accepted().unwrap();
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.accept_event(&alert_event("1"), Some(("Ev1", near))).unwrap(), Acceptance::Duplicate);
+    let (seq, _) = s.next_inbox_event().unwrap().unwrap();
+    s.commit(Commit { consumed: Some(seq), ..Commit::default() }).unwrap();
+    s.accept_event(&alert_event("2"), Some(("Ev2", far))).unwrap();
+    s.persist().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.inbox_len().unwrap(), 1, "the first record is dropped, the second waits");
+    assert_eq!(s.accept_event(&alert_event("1"), Some(("Ev1", far))).unwrap(), Acceptance::Duplicate);
+    assert_eq!(s.accept_event(&alert_event("2"), Some(("Ev2", far))).unwrap(), Acceptance::Duplicate);
+    assert_eq!(s.expire_dedupe_keys(near + mins(1)).unwrap(), 1, "Ev1 is due; Ev2's record still holds it");
+    assert!(matches!(s.accept_event(&alert_event("1"), Some(("Ev1", far))).unwrap(), Acceptance::Accepted(_)));
+    s.persist().unwrap();
+    drop(s);
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.accept_event(&alert_event("2"), Some(("Ev2", far))).unwrap(), Acceptance::Duplicate);
+    assert_eq!(s.accept_event(&alert_event("1"), Some(("Ev1", far))).unwrap(), Acceptance::Duplicate, "accepted again");
+}
+
 /// A data directory written by a build with one inbox record per event (layout 1) opens with its
 /// waiting events in order and its dedupe keys still refusing and expiring.
 #[test]
@@ -512,7 +581,9 @@ fn a_sled_directory_of_layout_2_keeps_its_dedupe_keys() {
         // key -> expiry, `dedupe_keys_by_expiry` latest expiry ++ batch number -> JSON key list.
         let db = ::sled::open(dir.path().join("db")).unwrap();
         let batch = [alert_event("1"), alert_event("2")];
-        let record = incident_commander::store::records::encode_inbox_batch(&[&batch[0], &batch[1]]);
+        // A batch record of version 1 (this build's version 2 without its `dedupe` part).
+        let record = incident_commander::store::records::encode_inbox_batch(&[&batch[0], &batch[1]], &[], 0);
+        let record = String::from_utf8(record).unwrap().replacen(r#"{"v":2,"#, r#"{"v":1,"#, 1).into_bytes();
         db.open_tree("inbox").unwrap().insert(1u64.to_be_bytes(), record).unwrap();
         let ms = |t: chrono::DateTime<chrono::Utc>| (t.timestamp_millis() as u64).to_be_bytes();
         let keys = db.open_tree("dedupe_keys").unwrap();

@@ -237,7 +237,7 @@ async fn write_inbox(writer: Writer, mut requests: mpsc::UnboundedReceiver<Write
         let store = store.clone();
         let written = tokio::task::spawn_blocking(move || {
             let results = store.accept_events(&all)?;
-            store.persist()?;
+            store.persist_accepted()?;
             Ok::<_, StoreError>(results)
         })
         .await;

@@ -176,9 +176,9 @@ pub trait Store: Send + Sync + 'static {
 
     // The inbox.
 
-    /// Puts accepted events in the inbox, in one transaction. An event with a dedupe key seen
-    /// before (and not expired), or seen earlier in the same batch, is refused as a duplicate;
-    /// the key is remembered until its time.
+    /// Puts accepted events in the inbox, each atomically with its dedupe key. An event with a
+    /// dedupe key seen before (and not expired), or seen earlier in the same batch, is refused
+    /// as a duplicate; the key is remembered until its time.
     fn accept_events(&self, events: &[(InboxEvent, Option<DedupeKey>)]) -> Result<Vec<Acceptance>, StoreError>;
     /// One event (see [`Store::accept_events`]).
     fn accept_event(
@@ -242,6 +242,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every write so far durable.
     fn persist(&self) -> Result<(), StoreError>;
+
+    /// Makes every write so far durable, as the inbox's writer needs before it answers: the
+    /// processor's place after events it consumed without effects may wait for a later persist
+    /// (after a crash they are handled again, to the same nothing). The sled store writes that
+    /// place only every so many events here, since each write of it costs log writes of its own.
+    fn persist_accepted(&self) -> Result<(), StoreError> {
+        self.persist()
+    }
 
     // Replicas.
 

@@ -54,11 +54,23 @@ fn read_version<T: Versioned>(v: u32, data: serde_json::Value) -> Result<T, Stri
 }
 
 /// A batch of inbox events written together (the sled backend keeps one record per batch):
-/// `{"v": 1, "data": {"event_v": <InboxEvent's version>, "events": [...]}}`.
+/// `{"v": 2, "data": {"event_v": <InboxEvent's version>, "events": [...], "dedupe": {"until":
+/// <ms>, "keys": [...]}}}`. `dedupe` holds the dedupe keys of the batch's events, remembered
+/// until the latest of their times (ms since the epoch), so one write makes an event and its
+/// key durable together; it is left out when no event has a key. Version 1 had no `dedupe`
+/// (its keys were written beside it).
 #[derive(Serialize)]
 struct InboxBatchOut<'a> {
     event_v: u32,
     events: &'a [&'a InboxEvent],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dedupe: Option<BatchKeysOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchKeysOut<'a> {
+    until: u64,
+    keys: &'a [&'a str],
 }
 
 #[derive(Deserialize)]
@@ -68,10 +80,12 @@ struct InboxBatchIn {
 }
 
 /// The version of the inbox batch record's own shape (its events carry theirs).
-const INBOX_BATCH_VERSION: u32 = 1;
+const INBOX_BATCH_VERSION: u32 = 2;
 
-pub fn encode_inbox_batch(events: &[&InboxEvent]) -> Vec<u8> {
-    let batch = InboxBatchOut { event_v: InboxEvent::VERSION, events };
+/// A batch record of `events`, with the dedupe `keys` among them remembered until `until` (ms).
+pub fn encode_inbox_batch(events: &[&InboxEvent], keys: &[&str], until: u64) -> Vec<u8> {
+    let dedupe = (!keys.is_empty()).then_some(BatchKeysOut { until, keys });
+    let batch = InboxBatchOut { event_v: InboxEvent::VERSION, events, dedupe };
     serde_json::to_vec(&EnvelopeOut { v: INBOX_BATCH_VERSION, data: &batch }).expect("records serialize to JSON")
 }
 
@@ -89,17 +103,42 @@ pub fn decode_inbox_batch(bytes: &[u8]) -> Result<Vec<InboxEvent>, String> {
         event_v: u32,
         events: Vec<InboxEvent>,
     }
-    if let Ok(Current { v: INBOX_BATCH_VERSION, data }) = serde_json::from_slice::<Current>(bytes)
+    if let Ok(Current { v: 1..=INBOX_BATCH_VERSION, data }) = serde_json::from_slice::<Current>(bytes)
         && data.event_v == InboxEvent::VERSION
     {
         return Ok(data.events);
     }
     let env: EnvelopeIn = serde_json::from_slice(bytes).map_err(|e| format!("not a record envelope: {e}"))?;
-    if env.v != INBOX_BATCH_VERSION {
-        return Err(format!("an inbox batch of record v{}, this build reads v{INBOX_BATCH_VERSION}", env.v));
+    if !(1..=INBOX_BATCH_VERSION).contains(&env.v) {
+        return Err(format!("an inbox batch of record v{}, this build reads up to v{INBOX_BATCH_VERSION}", env.v));
     }
     let batch: InboxBatchIn = serde_json::from_value(env.data).map_err(|e| e.to_string())?;
     batch.events.into_iter().map(|data| read_version(batch.event_v, data)).collect()
+}
+
+/// The dedupe keys a batch record holds and their time (ms): none for a batch of version 1,
+/// whose keys were written beside it. The events are skipped, not read.
+pub fn decode_inbox_batch_keys(bytes: &[u8]) -> Result<(u64, Vec<Box<str>>), String> {
+    #[derive(Deserialize)]
+    struct Record {
+        v: u32,
+        data: Keys,
+    }
+    #[derive(Deserialize)]
+    struct Keys {
+        #[serde(default)]
+        dedupe: Option<BatchKeysIn>,
+    }
+    #[derive(Deserialize)]
+    struct BatchKeysIn {
+        until: u64,
+        keys: Vec<Box<str>>,
+    }
+    let record: Record = serde_json::from_slice(bytes).map_err(|e| format!("not an inbox batch: {e}"))?;
+    if !(1..=INBOX_BATCH_VERSION).contains(&record.v) {
+        return Err(format!("an inbox batch of record v{}, this build reads up to v{INBOX_BATCH_VERSION}", record.v));
+    }
+    Ok(record.data.dedupe.map_or((0, Vec::new()), |d| (d.until, d.keys)))
 }
 
 impl Versioned for Incident {

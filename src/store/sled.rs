@@ -1,5 +1,11 @@
 //! The sled backend of [`Store`]: one database in the data directory, one tree per kind of
-//! record and per index, multi-tree transactions for every write.
+//! record and per index, multi-tree transactions for the processor's writes.
+//!
+//! Accepting events is one plain insert per batch, not a transaction: a sled transaction (and a
+//! `Batch`) seals the log buffer before and after itself, and every sealed buffer is one more
+//! write and `sync_file_range` on sled's I/O threads, three or four per accepted batch where the
+//! flush needs one. A batch record holds its events' dedupe keys, so one insert makes both
+//! durable together.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -11,7 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Transactional, Tree};
 
 use super::Snapshot;
-use super::records::{decode, decode_inbox_batch, encode, encode_inbox_batch};
+use super::records::{decode, decode_inbox_batch, decode_inbox_batch_keys, encode, encode_inbox_batch};
 use crate::app::inbox::{InboxEvent, InboxSeq};
 use crate::app::outbox::{Delivery, MessageKey, OutboxEntry, OutboxSeq};
 use crate::app::store::{
@@ -43,9 +49,16 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 ///    records per batch.
 /// 3: no `dedupe_keys` tree: the expiry records are the only record of dedupe keys, and the keys
 ///    are looked up in memory.
-const LAYOUT_VERSION: u64 = 3;
+/// 4: a batch record holds its events' dedupe keys (record v2) until the record is dropped,
+///    when they move to an expiry record; layout 3's records and expiry records read as they are.
+const LAYOUT_VERSION: u64 = 4;
 /// The tree of dedupe keys (key -> expiry) that layouts 1 and 2 kept beside the expiry records.
 const OLD_DEDUPE_TREE: &[u8] = b"dedupe_keys";
+/// Events consumed without effects after which the inbox's writer also writes the processor's
+/// place (and drops finished records) when it makes a batch durable; other persists always do.
+/// Each write of the place is a transaction, and so two more log writes (see the module notes);
+/// a crash hands at most these events to the processor again, to the same nothing.
+const CURSOR_EVERY: u64 = 1024;
 /// How long opening waits for a previous holder of the data directory to release it.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -65,22 +78,26 @@ pub struct SledStore {
     by_fingerprint: Tree,
     /// `channel/ts` (thread parent, header) or `channel/` (incident channel) -> incident id.
     by_message: Tree,
-    /// batch number -> the events accepted together ([`encode_inbox_batch`]); an event's position
-    /// is its batch number and its index in the batch ([`position`]).
+    /// batch number -> the events accepted together and their dedupe keys
+    /// ([`encode_inbox_batch`]); an event's position is its batch number and its index in the
+    /// batch ([`position`]).
     inbox: Tree,
+    /// Held while a batch number is drawn and its record written, so records appear in number
+    /// order: the processor reads them in that order and never looks back.
+    appending: Mutex<()>,
     /// The processor's place in the inbox.
     cursor: Mutex<InboxCursor>,
     /// Accepted events after the cursor. Kept by count rather than by reading the records:
     /// `/metrics` asks for it. Briefly off by a batch while a write and a read cross.
     pending: AtomicI64,
     outbox: Tree,
-    /// Dedupe key -> expiry (ms), of every key remembered: read from `seen_by_expiry` on open
-    /// and kept up to date by the writes to it, so accepting an event costs no tree operation
-    /// per key. Held across the accepting transaction, whose outcome it decides.
+    /// Dedupe key -> expiry (ms), of every key remembered: read from the inbox records and
+    /// `seen_by_expiry` on open and kept up to date by the writes, so accepting an event costs
+    /// no tree operation per key. Held across the accepting write, whose outcome it decides.
     seen: Mutex<HashMap<Box<str>, u64>>,
     /// expiry (ms, big-endian) ++ batch number -> the batch's dedupe keys (a JSON list), to
-    /// expire in time order, written in the transaction that accepts the batch. Layout 1 wrote
-    /// one entry per key: expiry ++ key -> ().
+    /// expire in time order, written when the batch's record is dropped (layouts 2 and 3 wrote
+    /// it with the batch). Layout 1 wrote one entry per key: expiry ++ key -> ().
     seen_by_expiry: Tree,
     /// message key -> delivery (channel, ts).
     message_refs: Tree,
@@ -110,6 +127,8 @@ struct InboxCursor {
     cached: Option<(u64, Vec<Option<InboxEvent>>)>,
     /// Records of batches before this one are removed (0: not looked at since opening).
     dropped_before: u64,
+    /// Events consumed since the position was last written.
+    unwritten: u64,
 }
 
 /// Bits of a position that number an event inside its batch.
@@ -178,6 +197,11 @@ fn read_batch(key: &[u8], bytes: &[u8]) -> Result<Vec<InboxEvent>, StoreError> {
     decode_inbox_batch(bytes).map_err(|e| corrupt(format!("inbox batch {}", from_be(key)), e))
 }
 
+/// The dedupe keys a batch record holds and their expiry (ms).
+fn batch_keys(key: &[u8], bytes: &[u8]) -> Result<(u64, Vec<Box<str>>), StoreError> {
+    decode_inbox_batch_keys(bytes).map_err(|e| corrupt(format!("inbox batch {}", from_be(key)), e))
+}
+
 /// The indexes of a batch's events that come after `consumed`.
 fn unconsumed(batch: u64, len: usize, consumed: InboxSeq) -> std::ops::Range<usize> {
     let from = if batch == batch_of(consumed) { index_of(consumed) + 1 } else { 0 };
@@ -244,6 +268,7 @@ impl SledStore {
             by_fingerprint: db.open_tree("incident_by_fingerprint")?,
             by_message: db.open_tree("incident_by_message")?,
             inbox: db.open_tree("inbox")?,
+            appending: Mutex::new(()),
             cursor: Mutex::new(InboxCursor::default()),
             pending: AtomicI64::new(0),
             outbox: db.open_tree("outbox")?,
@@ -264,8 +289,10 @@ impl SledStore {
                 store.db.drop_tree(OLD_DEDUPE_TREE)?;
                 store.migrate_from_layout_1()?;
             }
-            Some(2) => {
-                store.db.drop_tree(OLD_DEDUPE_TREE)?;
+            Some(v @ 2..=3) => {
+                if v == 2 {
+                    store.db.drop_tree(OLD_DEDUPE_TREE)?;
+                }
                 store.meta.insert(LAYOUT_VERSION_KEY, &be(LAYOUT_VERSION))?;
                 store.db.flush()?;
             }
@@ -280,18 +307,24 @@ impl SledStore {
             Some(_) => {}
         }
         let consumed = store.meta.get(INBOX_CURSOR)?.map_or(0, |v| from_be(&v));
-        *store.cursor() = InboxCursor { consumed, written: consumed, cached: None, dropped_before: 0 };
+        *store.cursor() = InboxCursor { consumed, written: consumed, ..InboxCursor::default() };
         let mut pending = 0;
-        for kv in store.inbox.range(be(batch_of(consumed))..) {
+        let mut remembered = Vec::new();
+        for kv in store.inbox.iter() {
             let (k, v) = kv?;
-            let events = read_batch(&k, &v)?;
-            pending += unconsumed(from_be(&k), events.len(), consumed).len();
+            remembered.push(batch_keys(&k, &v)?);
+            if from_be(&k) >= batch_of(consumed) {
+                let events = read_batch(&k, &v)?;
+                pending += unconsumed(from_be(&k), events.len(), consumed).len();
+            }
         }
         store.pending.store(pending as i64, Ordering::SeqCst);
-        let mut seen = HashMap::new();
         for kv in store.seen_by_expiry.iter() {
             let (k, v) = kv?;
-            let (until, keys) = expiry_record(&k, &v)?;
+            remembered.push(expiry_record(&k, &v)?);
+        }
+        let mut seen = HashMap::new();
+        for (until, keys) in remembered {
             for key in keys {
                 let expiry = seen.entry(key).or_insert(until);
                 *expiry = (*expiry).max(until);
@@ -309,7 +342,7 @@ impl SledStore {
         let mut records = Vec::with_capacity(old.len());
         for (k, v) in &old {
             let event: InboxEvent = decode(v).map_err(|e| corrupt(format!("inbox event {}", from_be(k)), e))?;
-            records.push((be(from_be(k) + 1), encode_inbox_batch(&[&event])));
+            records.push((be(from_be(k) + 1), encode_inbox_batch(&[&event], &[], 0)));
         }
         let result = (&self.meta, &self.inbox).transaction(|(meta, inbox)| {
             for (k, _) in &old {
@@ -387,17 +420,33 @@ impl SledStore {
         if consumed == cursor.written && keep_from <= cursor.dropped_before {
             return Ok(());
         }
-        let finished: Vec<sled::IVec> = self.inbox.range(..be(keep_from)).keys().collect::<Result<_, _>>()?;
-        let result = (&self.meta, &self.inbox).transaction(|(meta, inbox)| {
+        // A dropped record's dedupe keys are still remembered: they move to an expiry record
+        // in the same transaction.
+        let mut finished = Vec::new();
+        for kv in self.inbox.range(..be(keep_from)) {
+            let (k, v) = kv?;
+            let (until, keys) = batch_keys(&k, &v)?;
+            let expiry = (!keys.is_empty()).then(|| {
+                let mut expiry_key = be(until).to_vec();
+                expiry_key.extend_from_slice(&k);
+                (expiry_key, serde_json::to_vec(&keys).expect("strings serialize"))
+            });
+            finished.push((k, expiry));
+        }
+        let result = (&self.meta, &self.inbox, &self.seen_by_expiry).transaction(|(meta, inbox, by_expiry)| {
             advance_cursor(meta, consumed)?;
-            for k in &finished {
+            for (k, expiry) in &finished {
                 inbox.remove(k)?;
+                if let Some((expiry_key, keys)) = expiry {
+                    by_expiry.insert(expiry_key.as_slice(), keys.as_slice())?;
+                }
             }
             Ok(())
         });
         result.map_err(tx_error)?;
         cursor.written = consumed;
         cursor.dropped_before = keep_from;
+        cursor.unwritten = 0;
         Ok(())
     }
 
@@ -405,6 +454,7 @@ impl SledStore {
     fn consume(&self, cursor: &mut InboxCursor, seq: InboxSeq) {
         if seq > cursor.consumed {
             cursor.consumed = seq;
+            cursor.unwritten += 1;
             self.pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -496,48 +546,39 @@ impl Store for SledStore {
 
     fn accept_events(&self, events: &[(InboxEvent, Option<DedupeKey>)]) -> Result<Vec<Acceptance>, StoreError> {
         // Which events are duplicates is decided in memory, under the lock that also covers
-        // recording their keys once the transaction commits; the transaction writes one record
-        // per batch and one dedupe expiry record per batch, nothing per event.
+        // recording their keys once written. Each record is one insert holding its events and
+        // their keys (see the module notes), so an event is never durable without its key; a
+        // write of several records that a crash cuts short was not acknowledged, and the
+        // sender's retry finds the events that made it refused and the others accepted.
         let mut seen = self.seen();
         let mut in_batch = HashSet::new();
-        let mut remembered: Vec<(&str, u64)> = Vec::new();
-        let mut accepted: Vec<&InboxEvent> = Vec::with_capacity(events.len());
+        let mut accepted: Vec<(&InboxEvent, Option<(&str, u64)>)> = Vec::with_capacity(events.len());
         let mut out = Vec::with_capacity(events.len());
         for (event, dedupe) in events {
-            if let Some((key, until)) = dedupe {
-                if seen.contains_key(key.as_str()) || !in_batch.insert(key.as_str()) {
+            let mut key = None;
+            if let Some((k, until)) = dedupe {
+                if seen.contains_key(k.as_str()) || !in_batch.insert(k.as_str()) {
                     out.push(Acceptance::Duplicate);
                     continue;
                 }
-                remembered.push((key, ms(*until)));
+                key = Some((k.as_str(), ms(*until)));
             }
             out.push(Acceptance::Accepted(0));
-            accepted.push(event);
+            accepted.push((event, key));
         }
-        let latest = remembered.iter().map(|(_, until)| *until).max().unwrap_or(0);
-        let keys: Vec<&str> = remembered.iter().map(|(key, _)| *key).collect();
-        let expiry_keys = serde_json::to_vec(&keys).expect("strings serialize");
-        let result = (&self.inbox, &self.seen_by_expiry).transaction(|(inbox, by_expiry)| {
-            // sled's ids are shared by every tree and drawn again when a transaction reruns:
-            // each record's number is the one its final run drew.
-            let mut numbers = Vec::with_capacity(accepted.len().div_ceil(RECORD_EVENTS));
-            for record in accepted.chunks(RECORD_EVENTS) {
-                let number = inbox.generate_id()? + 1;
-                inbox.insert(&be(number), encode_inbox_batch(record))?;
-                numbers.push(number);
+        let mut numbers = Vec::with_capacity(accepted.len().div_ceil(RECORD_EVENTS));
+        for record in accepted.chunks(RECORD_EVENTS) {
+            let events: Vec<&InboxEvent> = record.iter().map(|(e, _)| *e).collect();
+            let keys: Vec<&str> = record.iter().filter_map(|(_, k)| k.map(|(k, _)| k)).collect();
+            let until = record.iter().filter_map(|(_, k)| k.map(|(_, until)| until)).max().unwrap_or(0);
+            let bytes = encode_inbox_batch(&events, &keys, until);
+            let _in_order = self.appending.lock().unwrap_or_else(|p| p.into_inner());
+            let number = self.db.generate_id()? + 1;
+            self.inbox.insert(be(number), bytes)?;
+            numbers.push(number);
+            for key in keys {
+                seen.insert(key.into(), until);
             }
-            if let Some(first) = numbers.first()
-                && !keys.is_empty()
-            {
-                let mut expiry_key = be(latest).to_vec();
-                expiry_key.extend_from_slice(&be(*first));
-                by_expiry.insert(expiry_key, expiry_keys.as_slice())?;
-            }
-            Ok(numbers)
-        });
-        let numbers = result.map_err(tx_error)?;
-        for (key, until) in remembered {
-            seen.insert(key.into(), until);
         }
         drop(seen);
         let mut next = 0;
@@ -669,6 +710,7 @@ impl Store for SledStore {
         if let Some(seq) = commit.consumed {
             self.consume(&mut cursor, seq);
             cursor.written = cursor.written.max(seq);
+            cursor.unwritten = 0;
         }
         Ok(seqs)
     }
@@ -697,7 +739,8 @@ impl Store for SledStore {
         then: Option<&InboxEvent>,
     ) -> Result<(), StoreError> {
         let remembered = remember.map(|(k, d)| (k.to_string().into_bytes(), encode(d)));
-        let follow_up = then.map(|e| encode_inbox_batch(&[e]));
+        let follow_up = then.map(|e| encode_inbox_batch(&[e], &[], 0));
+        let _in_order = follow_up.as_ref().map(|_| self.appending.lock().unwrap_or_else(|p| p.into_inner()));
         let result = (&self.outbox, &self.message_refs, &self.inbox).transaction(|(outbox, refs, inbox)| {
             outbox.remove(&be(seq))?;
             if let Some((key, delivery)) = &remembered {
@@ -737,11 +780,24 @@ impl Store for SledStore {
             expired.push(expiry_record(&k, &v)?);
             due.remove(k);
         }
-        if expired.is_empty() {
+        // Keys still in the records of events waiting are due at their time too. The record
+        // keeps them until it is dropped (and a reopened store reads them again, until its
+        // first expiry pass, which the processor runs at start).
+        let mut held = Vec::new();
+        for kv in self.inbox.iter() {
+            let (k, v) = kv?;
+            let (until, keys) = batch_keys(&k, &v)?;
+            if !keys.is_empty() && until < ms(now) {
+                held.push((until, keys));
+            }
+        }
+        if expired.is_empty() && held.is_empty() {
             return Ok(0);
         }
         let mut seen = self.seen();
-        self.seen_by_expiry.apply_batch(due)?;
+        if !expired.is_empty() {
+            self.seen_by_expiry.apply_batch(due)?;
+        }
         let mut dropped = 0;
         for (until, keys) in expired {
             for key in keys {
@@ -750,6 +806,14 @@ impl Store for SledStore {
                     seen.remove(&key);
                 }
                 dropped += 1;
+            }
+        }
+        for (until, keys) in held {
+            for key in keys {
+                if seen.get(&key).is_some_and(|t| *t <= until) {
+                    seen.remove(&key);
+                    dropped += 1;
+                }
             }
         }
         Ok(dropped)
@@ -776,6 +840,15 @@ impl Store for SledStore {
 
     fn persist(&self) -> Result<(), StoreError> {
         self.write_cursor()?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn persist_accepted(&self) -> Result<(), StoreError> {
+        let unwritten = self.cursor().unwritten;
+        if unwritten >= CURSOR_EVERY {
+            self.write_cursor()?;
+        }
         self.db.flush()?;
         Ok(())
     }
