@@ -254,6 +254,15 @@ async fn webhooks_refuse_missing_tokens_and_unreadable_bodies() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Over the 1 MiB limit: refused before it is read whole.
+    let r = client
+        .post(format!("http://{}/webhooks/grafana", t.app.addr))
+        .bearer_auth(incident_commander::sandbox::harness::WEBHOOK_TOKEN)
+        .body(format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
     t.idle().await;
     assert!(t.app.store.all_incidents().unwrap().is_empty());
     t.finish();

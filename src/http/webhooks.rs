@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tracing::info;
 
-use super::{Rejection, refuse, rejection};
+use super::{Posted, Rejection, refuse, rejection};
 use crate::app::inbox::{Inbox, InboxEvent, Origin};
 use crate::app::store::Acceptance;
 use crate::domain::decide::Event;
@@ -93,14 +93,14 @@ async fn handle(state: WebhookState, headers: HeaderMap, body: Bytes, what: &'st
     }
 }
 
-async fn datadog_hook(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn datadog_hook(State(state): State<WebhookState>, Posted { headers, body }: Posted) -> Response {
     handle(state, headers, body, "Datadog webhook", Format::DatadogWebhook).await
 }
 
-async fn alertmanager_hook(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn alertmanager_hook(State(state): State<WebhookState>, Posted { headers, body }: Posted) -> Response {
     handle(state, headers, body, "Alertmanager", Format::Alertmanager).await
 }
 
-async fn grafana_hook(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn grafana_hook(State(state): State<WebhookState>, Posted { headers, body }: Posted) -> Response {
     handle(state, headers, body, "Grafana", Format::Grafana).await
 }

@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
@@ -24,7 +23,7 @@ use crate::app::inbox::{AcceptError, Inbox};
 use crate::app::inbox::{InboxEvent, RawJson};
 use crate::app::store::Acceptance;
 use crate::domain::ids::{ChannelId, UserId};
-pub use crate::http::{Rejection, refuse, rejection};
+pub use crate::http::{Posted, Rejection, refuse, rejection};
 
 /// Slack bodies are small; anything over 1 MiB is refused with 413 before it is read.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -110,7 +109,7 @@ struct Envelope<'a> {
     event: Option<&'a RawValue>,
 }
 
-async fn events(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn events(State(state): State<IngressState>, Posted { headers, body }: Posted) -> Response {
     if let Err(r) = verify(&state.verifier, &headers, &body) {
         return r.into_response();
     }
@@ -169,7 +168,7 @@ pub fn command_dedupe_key(command: &SlashCommand) -> Option<String> {
     command.trigger_id.as_ref().map(|t| format!("slack-command:{t}"))
 }
 
-async fn commands(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn commands(State(state): State<IngressState>, Posted { headers, body }: Posted) -> Response {
     if let Err(r) = verify(&state.verifier, &headers, &body) {
         return r.into_response();
     }
@@ -202,7 +201,7 @@ pub fn interaction_dedupe_key(payload: &Value) -> Option<String> {
     Some(format!("slack-interaction:{}:{action_ts}", payload["user"]["id"].as_str().unwrap_or_default()))
 }
 
-async fn interactions(State(state): State<IngressState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn interactions(State(state): State<IngressState>, Posted { headers, body }: Posted) -> Response {
     if let Err(r) = verify(&state.verifier, &headers, &body) {
         return r.into_response();
     }
