@@ -576,7 +576,8 @@ impl Store for SledStore {
             let number = self.db.generate_id()? + 1;
             self.inbox.insert(be(number), bytes)?;
             numbers.push(number);
-            for key in keys {
+            // In memory each key keeps its own time; the record keeps the batch's latest.
+            for (key, until) in record.iter().filter_map(|(_, k)| *k) {
                 seen.insert(key.into(), until);
             }
         }
@@ -798,23 +799,23 @@ impl Store for SledStore {
         if !expired.is_empty() {
             self.seen_by_expiry.apply_batch(due)?;
         }
+        // A key accepted again after it expired has a later time: that one is kept.
+        let mut forget = |key: &str, until: u64| {
+            let due = seen.get(key).is_some_and(|t| *t <= until);
+            if due {
+                seen.remove(key);
+            }
+            due
+        };
         let mut dropped = 0;
         for (until, keys) in expired {
             for key in keys {
-                // A key accepted again after it expired has a later time: keep that one.
-                if seen.get(&key).is_some_and(|t| *t <= until) {
-                    seen.remove(&key);
-                }
+                forget(&key, until);
                 dropped += 1;
             }
         }
         for (until, keys) in held {
-            for key in keys {
-                if seen.get(&key).is_some_and(|t| *t <= until) {
-                    seen.remove(&key);
-                    dropped += 1;
-                }
-            }
+            dropped += keys.iter().filter(|key| forget(key, until)).count();
         }
         Ok(dropped)
     }
